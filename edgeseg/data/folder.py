@@ -1,0 +1,53 @@
+"""Your own data: a folder of images and a folder of label PNGs with the same stems, plus a
+classes file (one class per line: `name` or `name R G B`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import BadInputError
+from .base import DatasetInfo, PairDataset
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+
+
+def read_classes(path: Path) -> tuple[tuple[str, ...], tuple[tuple[int, int, int], ...]]:
+    names, colours = [], []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) == 4 and all(p.isdigit() for p in parts[1:]):
+            names.append(parts[0])
+            colours.append(tuple(int(p) for p in parts[1:]))
+        elif len(parts) == 1:
+            names.append(parts[0])
+            colours.append(None)
+        else:
+            raise BadInputError(f"{path}:{number}: cannot read '{line.strip()}'",
+                                "write one class per line: a name, optionally followed by its R G B colour")
+    if not names:
+        raise BadInputError(f"classes file {path} lists no classes", "write one class name per line")
+    fallback = [((37 * i) % 256, (91 * i + 60) % 256, (151 * i + 120) % 256) for i in range(len(names))]
+    return tuple(names), tuple(c or f for c, f in zip(colours, fallback))
+
+
+def _find_classes_file(masks: Path) -> Path:
+    for candidate in (masks / "classes.txt", masks.parent / "classes.txt"):
+        if candidate.is_file():
+            return candidate
+    raise BadInputError(f"no classes.txt in {masks} or {masks.parent}",
+                        "write classes.txt (one class name per line) or pass folder:IMAGES,MASKS,CLASSES_FILE")
+
+
+def folder(images: str | Path, masks: str | Path, classes_file: str | Path | None = None,
+           ignore_index: int = 255) -> PairDataset:
+    images, masks = Path(images), Path(masks)
+    for path, what in ((images, "images"), (masks, "masks")):
+        if not path.is_dir():
+            raise BadInputError(f"{what} folder {path} does not exist", "pass folder:IMAGES_DIR,MASKS_DIR")
+    names, palette = read_classes(Path(classes_file) if classes_file else _find_classes_file(masks))
+    files = sorted(p for p in images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    pairs = [(p, masks / f"{p.stem}.png") for p in files]
+    info = DatasetInfo(name=f"folder:{images.name}", classes=names, palette=palette, ignore_index=ignore_index)
+    return PairDataset(info, pairs, split="all")

@@ -1,0 +1,91 @@
+"""The model zoo: `build(name, num_classes, **options)` and `names()`.
+
+Each family lives in its own module with one builder per variant; this module only gathers
+them into one plain registry, so adding a network is adding a builder and a line in its family's
+`MODELS` dict.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Callable
+
+from torch import nn
+
+from ..errors import BadInputError, UnknownNameError
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    family: str
+    builder: Callable[..., nn.Module]
+    backbones: tuple[str, ...] = ()
+    paper: str = ""
+    defaults: dict = field(default_factory=dict)  # options `edgeseg models` shows beside the defaults
+
+    @property
+    def default_backbone(self) -> str | None:
+        if not self.backbones:
+            return None
+        return inspect.signature(self.builder).parameters["backbone"].default
+
+    @property
+    def options(self) -> tuple[str, ...]:
+        return tuple(p for p in inspect.signature(self.builder).parameters if p != "num_classes")
+
+
+def _collect() -> dict[str, ModelEntry]:
+    from . import deeplab, deeplabv3, fastscnn, fcn, lraspp, pspnet, refinenet, segnet, unet
+
+    registry: dict[str, ModelEntry] = {}
+    for module in (fcn, segnet, unet, pspnet, deeplab, deeplabv3, refinenet, lraspp, fastscnn):
+        for entry in module.MODELS:
+            if entry.name in registry:
+                raise RuntimeError(f"model '{entry.name}' is registered twice")
+            registry[entry.name] = entry
+    return registry
+
+
+_REGISTRY: dict[str, ModelEntry] | None = None
+
+
+def registry() -> dict[str, ModelEntry]:
+    global _REGISTRY
+    if _REGISTRY is None:
+        _REGISTRY = _collect()
+    return _REGISTRY
+
+
+def names() -> list[str]:
+    """Every model name `build` accepts, in the registry's order (classic families first)."""
+    return list(registry())
+
+
+def entry(name: str) -> ModelEntry:
+    try:
+        return registry()[name]
+    except KeyError:
+        raise UnknownNameError("model", name, registry()) from None
+
+
+def build(name: str, num_classes: int, **options) -> nn.Module:
+    """Build zoo network `name` with `num_classes` outputs.
+
+    Returns a module that maps N x 3 x H x W float images to N x num_classes x H x W logits in
+    eval mode. Options are the builder's keyword arguments (backbone, output_stride, aux, ...).
+    """
+    model_entry = entry(name)
+    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
+        raise BadInputError(f"num_classes must be a positive integer, got {num_classes!r}",
+                            "pass the number of classes of your dataset, e.g. 11 for CamVid")
+    valid = model_entry.options
+    for option in options:
+        if option not in valid:
+            raise UnknownNameError(f"option of {name}", option, valid)
+    model = model_entry.builder(num_classes=num_classes, **options)
+    model.edgeseg_name = name
+    # what a checkpoint needs to rebuild the network; the ImageNet file only matters at first build
+    model.edgeseg_options = {k: v for k, v in options.items() if k != "pretrained_backbone"}
+    return model

@@ -1,0 +1,57 @@
+"""What every zoo network shares: input checks and the output-stride switch."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..errors import BadInputError
+
+
+def _tracing() -> bool:
+    return torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.compiler.is_exporting()
+
+
+class SegmentationNet(nn.Module):
+    """Base of the zoo: N x 3 x H x W float in, N x C x H x W logits out (eval mode).
+
+    Subclasses set `num_classes` and `min_input_size` (the smallest H and W the network's
+    strides leave at least one feature pixel for) and call `self.check_input(x)` first in `forward`.
+    """
+
+    num_classes: int
+    min_input_size: int = 32
+
+    def check_input(self, x: torch.Tensor) -> None:
+        if _tracing():  # shapes are fixed by the exporter; Python checks would only add trace warnings
+            return
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise BadInputError(
+                f"{type(self).__name__} expects an N x 3 x H x W tensor but got shape {tuple(x.shape)}",
+                "pass RGB/BGR images as a batch in NCHW layout, e.g. x.permute(0, 3, 1, 2) for NHWC",
+            )
+        if not x.is_floating_point():
+            raise BadInputError(
+                f"{type(self).__name__} expects a float tensor but got {x.dtype}",
+                "normalize the image first (x.float() / 255 then mean/std), or export with --fuse-preprocess",
+            )
+        h, w = x.shape[-2:]
+        if min(h, w) < self.min_input_size:
+            raise BadInputError(
+                f"{type(self).__name__} cannot take an input of {h}x{w}: its strides need at least "
+                f"{self.min_input_size}x{self.min_input_size}",
+                f"resize or pad the input to at least {self.min_input_size} pixels on each side",
+            )
+
+    def package_outputs(self, out: torch.Tensor, aux: torch.Tensor | None = None):
+        """Eval mode returns the logits tensor; training mode with an aux head returns a dict."""
+        if self.training and aux is not None:
+            return {"out": out, "aux": aux}
+        return out
+
+
+def set_dilation(conv: nn.Conv2d, dilation: int) -> None:
+    """Change a 3x3-style conv's dilation keeping its output size: padding follows dilation."""
+    k = conv.kernel_size[0]
+    conv.dilation = (dilation, dilation)
+    conv.padding = (dilation * (k - 1) // 2,) * 2
