@@ -19,8 +19,15 @@ install-dev:
 check-torch:
 	@$(PYTHON) -c "import torch, sys; v = torch.__version__; print('torch', v); sys.exit(0 if v.startswith('2.13.0') else 'expected torch 2.13.0, found ' + v)"
 
+# The main job on the embedded default (synthetic road scenes); real data with DATA=camvid:PATH.
+DATA ?= synthetic
+DEMO_RUN := runs/demo-$(shell date +%Y%m%d-%H%M%S)
+
 demo: install
 	$(PYTHON) -m edgeseg models --input-size 360x480
+	$(PYTHON) -m edgeseg train --model deeplabv3plus --backbone mobilenetv2 --data $(DATA) --out $(DEMO_RUN)
+	$(PYTHON) -m edgeseg eval --checkpoint $(DEMO_RUN)/best.pt --data $(DATA):val --json $(DEMO_RUN)/eval.json
+	@echo "demo run: $(DEMO_RUN) (best.pt, history.json, eval.json)"
 
 test: install-dev
 	$(PYTHON) -m pytest -q

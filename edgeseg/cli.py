@@ -52,10 +52,16 @@ def run_models(args: argparse.Namespace) -> int:
         print(json.dumps({"input_size": list(args.input_size), "num_classes": args.num_classes, "models": rows},
                          indent=2))
         return 0
-    print(f"{'model':15s} {'family':14s} {'backbone':20s} {'params (M)':>10s} {'GMACs':>8s}")
+    if args.markdown:
+        print("| model | family | backbone | params (M) | GMACs |\n| --- | --- | --- | ---: | ---: |")
+    else:
+        print(f"{'model':15s} {'family':14s} {'backbone':20s} {'params (M)':>10s} {'GMACs':>8s}")
     for r in rows:
         backbone = (r["backbone"] or "-") + (" *" if r["default_backbone"] and len(r["backbones"]) > 1 else "")
-        print(f"{r['name']:15s} {r['family']:14s} {backbone:20s} {r['params'] / 1e6:10.2f} {r['gmacs']:8.2f}")
+        if args.markdown:
+            print(f"| `{r['name']}` | {r['family']} | {backbone} | {r['params'] / 1e6:.2f} | {r['gmacs']:.2f} |")
+        else:
+            print(f"{r['name']:15s} {r['family']:14s} {backbone:20s} {r['params'] / 1e6:10.2f} {r['gmacs']:8.2f}")
     h, w = args.input_size
     print(f"\n{len(rows)} variants of {len(selected)} models; {args.num_classes} classes; GMACs at "
           f"{h}x{w}, batch 1 (convolutions and matmuls); * = default backbone")
@@ -101,13 +107,23 @@ def _class_weights(text: str):
                             "use none, median, or one number per class separated by commas") from None
 
 
+def _scale_range(text: str) -> tuple[float, float]:
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"cannot read scale range '{text}'; write MIN,MAX, e.g. 0.5,2.0") from None
+    if not 0 < low <= high:
+        raise argparse.ArgumentTypeError(f"scale range '{text}' must satisfy 0 < MIN <= MAX")
+    return low, high
+
+
 def run_train(args: argparse.Namespace) -> int:
     from .train import TrainConfig, default_workers, train
 
     config = TrainConfig(
         model=args.model, data=args.data, out=args.out or f"runs/{args.model}", model_options=_model_options(args),
         val=args.val, epochs=args.epochs, batch_size=args.batch_size, crop=args.crop, optimizer=args.optimizer,
-        lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay, class_weights=_class_weights(args.class_weights),
+        scale_range=args.scale_range, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay, class_weights=_class_weights(args.class_weights),
         aux_weight=args.aux_weight, precision=args.precision, threads=args.threads,
         workers=default_workers() if args.workers is None else args.workers, seed=args.seed,
         val_size=args.val_size, resume=args.resume, progress=not args.no_progress)
@@ -160,9 +176,11 @@ def _add_train(sub) -> None:
     p.add_argument("--data", default="synthetic", help="dataset spec (default: synthetic road scenes)")
     p.add_argument("--val", help="validation dataset spec (default: the val split of --data)")
     p.add_argument("--out", help="run folder (default runs/MODEL)")
-    p.add_argument("--epochs", type=int, default=50)
+    p.add_argument("--epochs", type=int, help="default 50, or 8 on the synthetic scenes")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--crop", type=_size_arg, default=(360, 480), metavar="HxW")
+    p.add_argument("--scale-range", type=_scale_range, default=(0.5, 2.0), metavar="MIN,MAX",
+                   help="random scale augmentation range (default 0.5,2.0)")
     p.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd")
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--momentum", type=float, default=0.9)
@@ -200,6 +218,7 @@ def _add_models(sub) -> None:
                    help="input size for GMACs (default 360x480, CamVid)")
     p.add_argument("--num-classes", type=int, default=11, help="classifier width (default 11, CamVid)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--markdown", action="store_true", help="a Markdown table (the README's)")
     p.set_defaults(func=run_models)
 
 

@@ -20,6 +20,7 @@ from torch import nn
 
 from . import checkpoint
 from .data import SegDataset, parse_spec
+from .data.base import verify
 from .data.loader import train_loader
 from .data.transforms import TrainAugment
 from .errors import BadInputError, EdgesegError
@@ -36,9 +37,10 @@ class TrainConfig:
     out: Path
     model_options: dict = field(default_factory=dict)  # backbone, output_stride, aux, ...
     val: str | None = None  # default: the same data's val split
-    epochs: int = 50
+    epochs: int | None = None  # None: 50, or SYNTHETIC_EPOCHS on the synthetic scenes
     batch_size: int = 8
     crop: tuple[int, int] = (360, 480)
+    scale_range: tuple[float, float] = (0.5, 2.0)
     optimizer: str = "sgd"  # sgd | adamw
     lr: float = 0.01
     momentum: float = 0.9
@@ -53,6 +55,11 @@ class TrainConfig:
     val_size: tuple[int, int] | None = None  # None: full images
     resume: bool = False
     progress: bool = True
+
+
+DEFAULT_EPOCHS = 50
+# The synthetic scenes are the try-it-now default: a few epochs already give a usable model.
+SYNTHETIC_EPOCHS = 8
 
 
 @dataclass(frozen=True)
@@ -153,12 +160,18 @@ class Trainer:
             torch.set_num_threads(config.threads)
         self.train_set = parse_spec(config.data, "train")
         self.val_set = _val_dataset(config)
+        for dataset in (self.train_set, self.val_set):
+            verify(dataset, config.progress)
         self.info = self.train_set.info
-        self.model = build(config.model, self.info.num_classes, **config.model_options)
+        if config.epochs is None:
+            config.epochs = SYNTHETIC_EPOCHS if self.info.name == "synthetic" else DEFAULT_EPOCHS
+        # channels_last: oneDNN's fast layout on CPU (2.4x faster bf16 training of DeepLabV3+ MobileNetV2 here)
+        self.model = build(config.model, self.info.num_classes, **config.model_options).to(
+            memory_format=torch.channels_last)
         self.preprocess = Preprocess(self.info.mean, self.info.std)
         self.precision = resolve_precision(config.precision)
         self.weights = _class_weights(config, self.train_set)
-        augment = TrainAugment(config.crop, self.info.ignore_index)
+        augment = TrainAugment(config.crop, self.info.ignore_index, tuple(config.scale_range))
         self.loader = train_loader(self.train_set, augment, config.batch_size, config.workers, config.seed)
         if len(self.loader) == 0:
             raise EdgesegError("the training split is empty", "check --data")
@@ -184,23 +197,36 @@ class Trainer:
 
         self.model.train()
         self.loader.dataset.set_epoch(epoch)
-        total, count = 0.0, 0
+        total, count, self.skipped = 0.0, 0, 0
         bar = tqdm(self.loader, desc=f"epoch {epoch + 1}/{self.config.epochs}", unit="batch",
                    disable=not self.config.progress, leave=False)
         for images, labels in bar:
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-                outputs = self.model(self.preprocess(images))
+                outputs = self.model(self.preprocess(images).contiguous(memory_format=torch.channels_last))
             loss = _loss(outputs, labels, self.weights, self.info.ignore_index, self.config.aux_weight)
-            if not math.isfinite(loss.item()):
-                raise EdgesegError(f"the loss became {loss.item()} at epoch {epoch + 1}",
-                                   "lower --lr, or train in fp32 (--precision fp32)")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            self.optimizer.step()
-            self.scheduler.step()
-            total, count = total + loss.item(), count + 1
-            bar.set_postfix(loss=f"{total / count:.3f}", lr=f"{self.scheduler.get_last_lr()[0]:.2e}")
-        return total / max(count, 1)
+            if self._step_is_finite(loss, epoch):
+                self.optimizer.step()
+                total, count = total + loss.item(), count + 1
+            self.scheduler.step()  # the poly schedule follows iterations, skipped or not
+            bar.set_postfix(loss=f"{total / max(count, 1):.3f}", lr=f"{self.scheduler.get_last_lr()[0]:.2e}")
+        if count == 0:
+            raise EdgesegError(f"every step of epoch {epoch + 1} had a non-finite loss or gradient",
+                               "check the class weights and data, lower --lr, or train in fp32 (--precision fp32)")
+        return total / count
+
+    def _step_is_finite(self, loss: torch.Tensor, epoch: int) -> bool:
+        """Skip a step whose loss or gradients are not finite (as AMP's GradScaler does), so one bad
+        batch cannot turn every weight into NaN; give up when it keeps happening."""
+        norm = nn.utils.clip_grad_norm_(self.model.parameters(), math.inf)
+        if math.isfinite(loss.item()) and math.isfinite(norm.item()):
+            return True
+        self.skipped += 1
+        if self.skipped > max(3, len(self.loader) // 10):
+            raise EdgesegError(f"{self.skipped} steps of epoch {epoch + 1} had a non-finite loss or gradient",
+                               "lower --lr, or train in fp32 (--precision fp32)")
+        return False
 
     def validate(self) -> SegMetrics:
         predictor = Predictor(self.model, self.info.mean, self.info.std)
@@ -234,13 +260,15 @@ class Trainer:
             if metrics.miou > self.best_miou:
                 self.best_miou, self.best_epoch = metrics.miou, epoch
             seconds = time.time() - t0
-            self.history.append({"epoch": epoch + 1, "loss": round(loss, 5), "val_miou": round(metrics.miou, 5),
+            self.history.append({"epoch": epoch + 1, "loss": round(loss, 5), "skipped_steps": self.skipped,
+                                 "val_miou": round(metrics.miou, 5),
                                  "val_pixel_acc": round(metrics.pixel_acc, 5), "seconds": round(seconds, 1),
                                  "lr": self.scheduler.get_last_lr()[0]})
             self._save(metrics, epoch)
             done = epoch + 1 - self.start_epoch
             eta = (time.time() - started) / done * (self.config.epochs - epoch - 1)
-            print(f"epoch {epoch + 1}/{self.config.epochs}  loss {loss:.4f}  val mIoU {100 * metrics.miou:.2f}%  "
+            skipped = f"  ({self.skipped} non-finite steps skipped)" if self.skipped else ""
+            print(f"epoch {epoch + 1}/{self.config.epochs}  loss {loss:.4f}{skipped}  val mIoU {100 * metrics.miou:.2f}%  "
                   f"best {100 * self.best_miou:.2f}% (epoch {self.best_epoch + 1})  {seconds:.0f}s  "
                   f"ETA {eta / 60:.1f} min", flush=True)
         return TrainResult(self.best_miou, self.best_epoch + 1, self.best_path, self.last_path, self.history)

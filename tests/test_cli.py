@@ -54,3 +54,18 @@ def test_module_entry_point_runs():
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "lraspp" in result.stdout
+
+
+def test_models_markdown_is_a_table(capsys):
+    assert main(["models", "fastscnn", "lraspp", "--markdown", "--input-size", "64x64"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("|")]
+    assert lines[0].startswith("| model |") and len(lines) == 4
+    assert all(line.startswith("| `") for line in lines[2:])
+
+
+def test_train_refuses_bad_arguments_with_a_message(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--model", "lraspp", "--scale-range", "2,1"])
+    assert "must satisfy 0 < MIN <= MAX" in capsys.readouterr().err
+    assert main(["train", "--model", "lraspp", "--class-weights", "a,b"]) == 2
+    assert "cannot read class weights" in capsys.readouterr().err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -12,7 +13,7 @@ import torch
 from edgeseg import checkpoint
 from edgeseg.cli import main
 from edgeseg.errors import EdgesegError
-from edgeseg.train import TrainConfig, Trainer, median_frequency_weights, train
+from edgeseg.train import SYNTHETIC_EPOCHS, TrainConfig, Trainer, median_frequency_weights, train
 from edgeseg.data import parse_spec
 from edgeseg.data.base import DatasetInfo, Sample, SegDataset
 
@@ -101,3 +102,35 @@ def test_eval_cli_prints_table_writes_json_and_predictions(camvid_root, tmp_path
     # TTA runs too and reports the same keys
     assert main(["eval", "--checkpoint", str(result.best_path), "--data", f"camvid:{camvid_root}:val", "--tta",
                  "--no-progress"]) == 0
+
+
+def test_unusable_dataset_is_refused_before_training(camvid_root, tmp_path):
+    (camvid_root / "trainannot" / "0001TP_train_002.png").unlink()
+    with pytest.raises(EdgesegError, match="1 of 4 samples of camvid train cannot be used: .*0001TP_train_002.png"):
+        Trainer(_config(camvid_root, tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
+
+
+def test_synthetic_data_trains_with_its_short_default(tmp_path):
+    config = TrainConfig(model="lraspp", data="synthetic:4", val="synthetic:2:val", out=tmp_path / "run",
+                         batch_size=2, crop=(96, 128), workers=0, progress=False, precision="fp32")
+    trainer = Trainer(config)
+    assert trainer.config.epochs == SYNTHETIC_EPOCHS and trainer.info.name == "synthetic"
+    result = train(replace(config, epochs=1, out=tmp_path / "short"))
+    assert result.best_path.exists() and 0 <= result.best_miou <= 1
+
+
+def test_non_finite_steps_are_skipped_then_refused(camvid_root, tmp_path):
+    trainer = Trainer(_config(camvid_root, tmp_path / "run"))
+    trainer.skipped = 0
+    images = torch.zeros(2, 48, 64, 3, dtype=torch.uint8)
+    loss = trainer.model(trainer.preprocess(images)).mean()
+    loss.backward()
+    assert trainer._step_is_finite(loss, 0) is True and trainer.skipped == 0
+    trainer.model.zero_grad()
+    loss = trainer.model(trainer.preprocess(images)).sum() * float("nan")
+    loss.backward()
+    assert trainer._step_is_finite(loss, 0) is False and trainer.skipped == 1
+    # a loss that is never finite (here: a NaN class weight) stops training with the fix
+    with pytest.raises(EdgesegError, match="non-finite loss or gradient"):
+        train(_config(camvid_root, tmp_path / "nan", class_weights=[float("nan")] * 11))

@@ -4,7 +4,8 @@
     cityscapes:PATH[:split]     Cityscapes fine, 19 train ids
     voc:PATH[:split]            PASCAL VOC 2012, 21 classes
     folder:IMAGES,MASKS[,CLASSES_FILE]
-    synthetic[:N][:split]       procedural road scenes in CamVid's classes (the embedded default)
+    synthetic[:N][:split]       procedural road scenes in CamVid's classes (the embedded default;
+                                N defaults to 200 for train, 50 for val/test)
 """
 
 from __future__ import annotations
@@ -56,8 +57,8 @@ def _synthetic(rest: str, split: str) -> SegDataset:
     from .synthetic import SyntheticRoadScenes
 
     count, split = _split_off(rest, split)
-    if not count:
-        return SyntheticRoadScenes(split=split)
+    if not count:  # held-out splits are smaller by default: validation runs every epoch
+        return SyntheticRoadScenes(count=200 if split == "train" else 50, split=split)
     if not count.isdigit():
         raise BadInputError(f"cannot read the image count '{count}' of synthetic", "write synthetic:N, e.g. synthetic:200")
     return SyntheticRoadScenes(count=int(count), split=split)

@@ -147,3 +147,21 @@ def read_list(path: Path) -> list[tuple[str, str]]:
                                 "write one image path and one label path per line")
         pairs.append((parts[0], parts[1]))
     return pairs
+
+
+def verify(dataset: SegDataset, progress: bool = True) -> None:
+    """Read every sample once, so a dataset with unreadable, missing or mismatched files fails
+    before training starts, naming the files, instead of an hour into it."""
+    from tqdm import tqdm
+
+    problems = []
+    for index in tqdm(range(len(dataset)), desc=f"check {dataset.info.name} {dataset.split}", unit="img",
+                      disable=not progress, leave=False):
+        try:
+            dataset[index]
+        except BadInputError as exc:
+            problems.append(exc.problem)
+    if problems:
+        shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
+        raise BadInputError(f"{len(problems)} of {len(dataset)} samples of {dataset.info.name} {dataset.split} "
+                            f"cannot be used: {shown}", "fix or remove those files (and their list entries)")

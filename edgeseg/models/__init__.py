@@ -1,14 +1,14 @@
 """The model zoo: `build(name, num_classes, **options)` and `names()`.
 
 Each family lives in its own module with one builder per variant; this module only gathers
-them into one plain registry, so adding a network is adding a builder and a line in its family's
-`MODELS` dict.
+them into one plain registry, so adding a network is adding a builder and an entry in its
+family's `MODELS` list.
 """
 
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 from torch import nn
@@ -23,7 +23,6 @@ class ModelEntry:
     builder: Callable[..., nn.Module]
     backbones: tuple[str, ...] = ()
     paper: str = ""
-    defaults: dict = field(default_factory=dict)  # options `edgeseg models` shows beside the defaults
 
     @property
     def default_backbone(self) -> str | None:

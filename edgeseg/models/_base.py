@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from ..errors import BadInputError
+from ._blocks import upsample_to
 
 
 def _tracing() -> bool:
@@ -48,6 +49,25 @@ class SegmentationNet(nn.Module):
         if self.training and aux is not None:
             return {"out": out, "aux": aux}
         return out
+
+
+class BackboneHeadNet(SegmentationNet):
+    """torchvision's _SimpleSegmentationModel shape: `backbone` -> `classifier` on one stage, optional
+    `aux_classifier` on another (training only), both upsampled to the input size."""
+
+    out_key: str = "layer4"
+    aux_key: str = "layer3"
+    aux_classifier: nn.Module | None
+
+    def forward(self, x: torch.Tensor):
+        self.check_input(x)
+        size = x.shape[-2:]
+        features = self.backbone(x)
+        out = upsample_to(self.classifier(features[self.out_key]), size)
+        aux = None
+        if self.aux_classifier is not None and self.training:
+            aux = upsample_to(self.aux_classifier(features[self.aux_key]), size)
+        return self.package_outputs(out, aux)
 
 
 def set_dilation(conv: nn.Conv2d, dilation: int) -> None:

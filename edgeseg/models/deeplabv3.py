@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ..errors import BadInputError
-from ._base import SegmentationNet, set_dilation
+from ._base import BackboneHeadNet, SegmentationNet, set_dilation
 from ._blocks import FCNHead, SeparableConv2d, upsample_to
 from . import ModelEntry
 from .backbones import build_backbone
@@ -115,7 +115,7 @@ def _backbone(name: str, allowed: Sequence[str], output_stride: int, multi_grid,
     return build_backbone(name, allowed, pretrained, **options)
 
 
-class DeepLabV3(_AtrousNet):
+class DeepLabV3(_AtrousNet, BackboneHeadNet):
     """DeepLabV3: dilated backbone + ASPP with image-level pooling and BN, optional aux FCN head.
 
     Paper form: output stride 16 for training with rates (6, 12, 18), 8 for inference with
@@ -132,24 +132,14 @@ class DeepLabV3(_AtrousNet):
         super().__init__()
         self.num_classes = num_classes
         rates = self._init_stride(output_stride, multi_grid, atrous_rates)
-        self._out, self._aux, _ = _V3_FEATURES[backbone_name]
+        self.out_key, self.aux_key, _ = _V3_FEATURES[backbone_name]
         self.backbone = backbone
-        self.classifier = DeepLabHead(backbone.channels[self._out], num_classes, rates)
-        self.aux_classifier = FCNHead(backbone.channels[self._aux], num_classes) if aux else None
+        self.classifier = DeepLabHead(backbone.channels[self.out_key], num_classes, rates)
+        self.aux_classifier = FCNHead(backbone.channels[self.aux_key], num_classes) if aux else None
 
     @property
     def aspp(self) -> ASPP:
         return self.classifier[0]
-
-    def forward(self, x: torch.Tensor):
-        self.check_input(x)
-        size = x.shape[-2:]
-        features = self.backbone(x)
-        out = upsample_to(self.classifier(features[self._out]), size)
-        aux = None
-        if self.aux_classifier is not None and self.training:
-            aux = upsample_to(self.aux_classifier(features[self._aux]), size)
-        return self.package_outputs(out, aux)
 
 
 def deeplabv3(num_classes: int, *, backbone: str = "resnet101", output_stride: int = 16,

@@ -12,8 +12,8 @@ from torch import nn
 
 from ..checkpoint import load_weights, read_weights
 from ..errors import BadInputError, CheckpointError
-from ._base import SegmentationNet
-from ._blocks import FCNHead, upsample_to
+from ._base import BackboneHeadNet, SegmentationNet
+from ._blocks import FCNHead
 from . import ModelEntry
 from .backbones import build_backbone
 
@@ -149,7 +149,7 @@ def fcn8s(num_classes: int, *, pretrained_backbone: str | None = None) -> FCNVGG
     return _fcn_vgg(num_classes, 8, pretrained_backbone)
 
 
-class FCN(SegmentationNet):
+class FCN(BackboneHeadNet):
     """torchvision's FCN: dilated ResNet (output stride 8), FCNHead on layer4, optional aux FCNHead on layer3.
 
     Not the paper's network (which is VGG-16, see FCNVGG); kept module for module identical to
@@ -175,16 +175,6 @@ class FCN(SegmentationNet):
         if output_stride not in (8, 16, 32):
             raise BadInputError(f"output_stride must be 8, 16 or 32, got {output_stride}", "use 8 or 16")
         self.backbone.set_output_stride(output_stride)
-
-    def forward(self, x: torch.Tensor):
-        self.check_input(x)
-        size = x.shape[-2:]
-        features = self.backbone(x)
-        out = upsample_to(self.classifier(features["layer4"]), size)
-        aux = None
-        if self.aux_classifier is not None and self.training:
-            aux = upsample_to(self.aux_classifier(features["layer3"]), size)
-        return self.package_outputs(out, aux)
 
 
 def fcn(num_classes: int, *, backbone: str = "resnet50", aux: bool = False, output_stride: int = 8,

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ..errors import BadInputError
-from ._base import SegmentationNet
+from ._base import BackboneHeadNet
 from ._blocks import FCNHead, adaptive_avg_pool, upsample_to
 from . import ModelEntry
 from .backbones import build_backbone
@@ -55,7 +55,7 @@ class PSPHead(nn.Sequential):
         )
 
 
-class PSPNet(SegmentationNet):
+class PSPNet(BackboneHeadNet):
     """PSPNet: dilated ResNet (output stride 8) + pyramid pooling (bins 1, 2, 3, 6) + 3x3 conv head.
 
     Paper form: ResNet-50/101 at output stride 8, PPM with 1/4-width branches concatenated with the
@@ -85,16 +85,6 @@ class PSPNet(SegmentationNet):
         self.backbone.set_output_stride(output_stride)
         self.output_stride = output_stride
         self.min_input_size = output_stride
-
-    def forward(self, x: torch.Tensor):
-        self.check_input(x)
-        size = x.shape[-2:]
-        features = self.backbone(x)
-        out = upsample_to(self.classifier(features["layer4"]), size)
-        aux = None
-        if self.aux_classifier is not None and self.training:
-            aux = upsample_to(self.aux_classifier(features["layer3"]), size)
-        return self.package_outputs(out, aux)
 
 
 def pspnet(num_classes: int, *, backbone: str = "resnet50", aux: bool = True, output_stride: int = 8,

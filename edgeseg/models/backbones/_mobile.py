@@ -40,6 +40,12 @@ class StagedSequential(nn.Sequential):
         self.return_layers = {str(i): name for i, name in return_layers.items()}
         self.channels = {name: layers[i].out_channels for i, name in return_layers.items()}
 
+    def set_output_stride(self, output_stride: int) -> None:
+        """Blocks expose `spatial_conv` (their 3x3/5x5 conv) and `downsamples` (stride 2 in the original net)."""
+        blocks = [(m.spatial_conv, m.downsamples) for m in self if hasattr(m, "spatial_conv")]
+        configure_strides(blocks, output_stride)
+        self.output_stride = output_stride
+
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         features = {}
         for index, module in self.named_children():

@@ -7,7 +7,7 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from ._mobile import ConvNormAct, StagedSequential, configure_strides
+from ._mobile import ConvNormAct, StagedSequential
 
 # expansion t, channels c, repeats n, first stride s (Sandler et al., Table 2)
 _CONFIG = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
@@ -48,11 +48,6 @@ class MobileNetV2(StagedSequential):
                 cin = c
         super().__init__(layers, return_layers)
         self.set_output_stride(output_stride)
-
-    def set_output_stride(self, output_stride: int) -> None:
-        blocks = [(m.spatial_conv, m.downsamples) for m in self if isinstance(m, InvertedResidual)]
-        configure_strides(blocks, output_stride)
-        self.output_stride = output_stride
 
     @staticmethod
     def imagenet_key(key: str) -> str | None:

@@ -8,7 +8,7 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from ._mobile import ConvNormAct, StagedSequential, configure_strides, make_divisible
+from ._mobile import ConvNormAct, StagedSequential, make_divisible
 
 # in, kernel, expanded, out, squeeze-excite, hard-swish, stride (Howard et al., Table 1)
 _LARGE = [
@@ -70,11 +70,6 @@ class MobileNetV3Large(StagedSequential):
         layers.append(ConvNormAct(160, 960, 1, norm=_NORM, act=nn.Hardswish))
         super().__init__(layers, return_layers)
         self.set_output_stride(output_stride)
-
-    def set_output_stride(self, output_stride: int) -> None:
-        blocks = [(m.spatial_conv, m.downsamples) for m in self if isinstance(m, InvertedResidual)]
-        configure_strides(blocks, output_stride)
-        self.output_stride = output_stride
 
     @staticmethod
     def imagenet_key(key: str) -> str | None:
