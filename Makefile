@@ -8,12 +8,12 @@ PIP_INSTALL := $(PIP) install --quiet --constraint constraints.txt
 # torch first, from the CPU wheel these machines carry, so no dependency can pull a CUDA build.
 install:
 	$(PIP_INSTALL) torch==2.13.0
-	$(PIP_INSTALL) -e ".[torch]"
+	$(PIP_INSTALL) -e ".[export,openvino]"
 	@$(MAKE) --no-print-directory check-torch
 
 install-dev:
 	$(PIP_INSTALL) torch==2.13.0
-	$(PIP_INSTALL) -e ".[torch,dev]"
+	$(PIP_INSTALL) -e ".[export,openvino,dev]"
 	@$(MAKE) --no-print-directory check-torch
 
 check-torch:
@@ -27,7 +27,13 @@ demo: install
 	$(PYTHON) -m edgeseg models --input-size 360x480
 	$(PYTHON) -m edgeseg train --model deeplabv3plus --backbone mobilenetv2 --data $(DATA) --out $(DEMO_RUN)
 	$(PYTHON) -m edgeseg eval --checkpoint $(DEMO_RUN)/best.pt --data $(DATA):val --json $(DEMO_RUN)/eval.json
-	@echo "demo run: $(DEMO_RUN) (best.pt, history.json, eval.json)"
+	$(PYTHON) -m edgeseg doctor
+	$(PYTHON) -m edgeseg build --checkpoint $(DEMO_RUN)/best.pt --backend torch --out $(DEMO_RUN)/engines/torch-fp32
+	$(PYTHON) -m edgeseg build --checkpoint $(DEMO_RUN)/best.pt --backend auto --out $(DEMO_RUN)/engines/auto-fp32
+	$(PYTHON) -m edgeseg build --checkpoint $(DEMO_RUN)/best.pt --backend auto --precision fp16 --out $(DEMO_RUN)/engines/auto-fp16 \
+	  || echo "(no FP16 build on this machine's best backend; see the message above)"
+	$(PYTHON) -m edgeseg bench $(DEMO_RUN)/engines/* --data $(DATA):val --json $(DEMO_RUN)/bench.json
+	@echo "demo run: $(DEMO_RUN) (best.pt, history.json, eval.json, engines/, bench.json)"
 
 test: install-dev
 	$(PYTHON) -m pytest -q

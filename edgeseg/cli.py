@@ -229,6 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_models(sub)
     _add_train(sub)
     _add_eval(sub)
+    from .cli_engines import add_engine_commands
+
+    add_engine_commands(sub, _size_arg)
     return parser
 
 

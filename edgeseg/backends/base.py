@@ -1,0 +1,119 @@
+"""What every backend shares: the build request, the build result, and the session's input checks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import BadInputError
+from ..manifest import Manifest
+
+
+@dataclass(frozen=True)
+class Availability:
+    ok: bool
+    version: str | None
+    reason: str = ""  # why not, when not ok
+    devices: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class BuildSpec:
+    precision: str  # "fp32" | "fp16"
+    input_shape: tuple[int | None, ...]  # the graph input's shape; None where dynamic
+    input_name: str
+    options: dict[str, Any] = field(default_factory=dict)  # backend-specific, recorded in the manifest
+    checkpoint: str | None = None  # the torch backend's artifact is the checkpoint itself
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How to run a loaded engine; each backend uses the fields that mean something to it."""
+
+    threads: int = 0  # 0: the library's default
+    device: str | None = None  # OpenVINO device ("CPU", "GPU"), TensorRT GPU index; None: as built
+    performance_hint: str = "latency"  # "latency" (one stream, a camera) or "throughput" (batches, eval)
+    cache_dir: str | None = None  # OpenVINO compiled-model cache; None: <engine dir>/.cache
+
+
+@dataclass
+class Built:
+    files: list[str]  # relative to the output directory
+    precision_as_run: str
+    device: str
+    version: str
+    note: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+class Session:
+    """A loaded engine. `infer` takes what the manifest says the engine takes and returns class ids.
+
+    Subclasses implement `_run(batch) -> array` (labels or logits, as the graph makes them).
+    """
+
+    def __init__(self, manifest: Manifest) -> None:
+        self.manifest = manifest
+        self._host_preprocess = manifest.input.preprocess == "host"
+        self._height, self._width = manifest.input.size
+
+    def infer(self, frames: np.ndarray) -> np.ndarray:
+        """(N, H, W, 3) uint8 BGR frames at the engine's input size -> (N, H, W) class ids."""
+        out = self.infer_raw(frames)
+        if self.manifest.output.kind == "logits":
+            return out.argmax(1).astype(np.uint8 if out.shape[1] <= 256 else np.int32)
+        return out
+
+    def infer_raw(self, frames: np.ndarray) -> np.ndarray:
+        """The graph's own output: labels, or (N, C, H, W) logits for a graph built without --fuse-argmax."""
+        frames = self.check_frames(frames)
+        if self._host_preprocess:
+            frames = normalize(frames, self.manifest.input.mean, self.manifest.input.std)
+        return self._run(frames)
+
+    def check_frames(self, frames: np.ndarray) -> np.ndarray:
+        if not isinstance(frames, np.ndarray):
+            raise BadInputError(f"frames must be a numpy array, got {type(frames).__name__}",
+                                "pass (N, H, W, 3) uint8 BGR frames, e.g. from cv2.VideoCapture.read()")
+        if frames.ndim == 3:
+            frames = frames[None]
+        if frames.dtype != np.uint8:
+            raise BadInputError(f"frames have dtype {frames.dtype}; the engine takes uint8",
+                                "pass frames as OpenCV reads them (uint8 BGR), not normalized floats")
+        h, w = self._height, self._width
+        if frames.ndim != 4 or frames.shape[3] != 3 or (h and frames.shape[1] != h) or (w and frames.shape[2] != w):
+            raise BadInputError(f"frames have shape {frames.shape}; the engine takes (N, {h}, {w}, 3)",
+                                "resize with edgeseg.runtime.resize_to_input(frame, manifest.input.size) first")
+        batch = self.manifest.input.shape[0]
+        if batch and frames.shape[0] != batch:
+            raise BadInputError(f"got {frames.shape[0]} frames; this engine was built for batch {batch}",
+                                f"pass {batch} frame(s) at a time, or build with --batch N or --dynamic")
+        return np.ascontiguousarray(frames)
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:  # pragma: no cover - every backend overrides it
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        m = self.manifest
+        return {"backend": m.backend["name"], "version": m.backend.get("version"), "device": m.backend.get("device"),
+                "precision_requested": m.precision["requested"], "precision_as_run": m.precision["as_run"],
+                "random_weights": m.random_weights}
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def normalize(frames: np.ndarray, mean, std) -> np.ndarray:
+    """(N, H, W, 3) uint8 BGR -> (N, 3, H, W) float32 RGB; the host-side twin of the fused Preprocess."""
+    scale = (1.0 / (255.0 * np.asarray(std, np.float32))).reshape(1, 3, 1, 1)
+    shift = (np.asarray(mean, np.float32) / np.asarray(std, np.float32)).reshape(1, 3, 1, 1)
+    rgb = frames[..., ::-1].transpose(0, 3, 1, 2).astype(np.float32)
+    return np.ascontiguousarray(rgb * scale - shift)

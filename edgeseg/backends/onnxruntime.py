@@ -1,0 +1,65 @@
+"""ONNX Runtime, CPU execution provider: the portable default that runs wherever Python does."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import BadInputError, EdgesegError
+from ..manifest import Manifest
+from .base import Availability, BuildSpec, Built, LoadOptions, Session
+
+NAME = "onnxruntime"
+# The engine is the exported graph itself: ORT optimizes it at load for the CPU it finds there.
+ENGINE_FILE = "model.onnx"
+
+
+def availability() -> Availability:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return Availability(False, None, "onnxruntime is not installed (pip install onnxruntime)")
+    return Availability(True, ort.__version__, devices=tuple(ort.get_available_providers()))
+
+
+def build(onnx_path: Path, out_dir: Path, spec: BuildSpec) -> Built:
+    import onnxruntime as ort
+
+    if spec.precision != "fp32":
+        # The x86 CPU provider has no FP16 convolution kernels; an FP16 graph would either fail to load
+        # or run through Cast nodes at FP32 speed while claiming FP16.
+        raise BadInputError(f"ONNX Runtime's CPU provider has no {spec.precision.upper()} kernels for this network",
+                            "build fp16 with --backend openvino or tensorrt, or use --precision fp32")
+    session = _session(out_dir / ENGINE_FILE, threads=0)  # prove it loads before it is published
+    del session
+    return Built([ENGINE_FILE], "fp32", "CPU", ort.__version__, options={"provider": "CPUExecutionProvider"})
+
+
+def _session(path: Path, threads: int):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        options.intra_op_num_threads = threads
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ORT raises its own Fail/InvalidGraph types for corrupt files
+        raise EdgesegError(f"ONNX Runtime cannot load {path}: {str(exc).splitlines()[0][:200]}",
+                           "rebuild the engine with `edgeseg build ... --force`") from exc
+
+
+class OrtSession(Session):
+    def __init__(self, manifest: Manifest, root: Path, threads: int = 0) -> None:
+        super().__init__(manifest)
+        self._session = _session(root / manifest.backend["engine"], threads or int(os.environ.get("EDGESEG_THREADS", 0)))
+        self._input = self._session.get_inputs()[0].name
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        return self._session.run(None, {self._input: batch})[0]
+
+
+def load(manifest: Manifest, root: Path, options: LoadOptions = LoadOptions()) -> Session:
+    return OrtSession(manifest, root, options.threads)

@@ -1,0 +1,121 @@
+"""OpenVINO: IR (.xml/.bin) via openvino.convert_model, for Intel CPUs, iGPUs and NPUs.
+
+Precision facts this module exists to get right:
+- On CPUs with AVX512-BF16 or AMX, OpenVINO runs an "FP32" model in bf16 unless
+  INFERENCE_PRECISION_HINT is f32. FP32 builds set it; the manifest records what the compiled model
+  reports, never what was asked.
+- FP16 is a compressed IR (FP16 weights). x86 CPUs without AVX512-FP16 execute it in bf16 (or f32);
+  the precision "as run" is read back from the compiled model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import BadInputError, EdgesegError
+from ..manifest import Manifest
+from .base import Availability, BuildSpec, Built, LoadOptions, Session
+
+NAME = "openvino"
+XML, BIN = "model.xml", "model.bin"
+HINTS = {"fp32": "f32", "fp16": "f16"}
+PERFORMANCE_HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT"}
+TYPE_NAMES = {"f32": "fp32", "f16": "fp16", "bf16": "bf16", "i8": "int8", "u8": "int8"}
+
+
+def availability() -> Availability:
+    try:
+        import openvino as ov
+    except ImportError:
+        return Availability(False, None, "openvino is not installed (pip install 'edgeseg[openvino]')")
+    try:
+        devices = tuple(ov.Core().available_devices)
+    except Exception as exc:  # a broken plugin install
+        return Availability(False, ov.get_version(), f"OpenVINO cannot enumerate devices: {exc}")
+    return Availability(bool(devices), _version(), "" if devices else "OpenVINO found no devices", devices)
+
+
+def _version() -> str:
+    import openvino as ov
+
+    return ov.get_version().split("-")[0]
+
+
+def build(onnx_path: Path, out_dir: Path, spec: BuildSpec) -> Built:
+    import openvino as ov
+
+    if spec.precision not in HINTS:
+        raise BadInputError(f"OpenVINO builds fp32 or fp16 here, not {spec.precision}",
+                            "pass --precision fp32 or fp16 (INT8 comes from `edgeseg quantize`)")
+    device = spec.options.get("device", "CPU")
+    model = ov.convert_model(str(onnx_path))
+    # save_model compresses to FP16 unless told otherwise: an "FP32" IR must say False explicitly.
+    ov.save_model(model, str(out_dir / XML), compress_to_fp16=spec.precision == "fp16")
+    compiled = _compile(ov.Core(), out_dir / XML, device, spec.precision, "latency", cache_dir=None)
+    as_run = _precision_as_run(compiled)
+    note = "" if as_run == spec.precision else \
+        f"{device} has no {spec.precision.upper()} arithmetic; OpenVINO runs this IR in {as_run}"
+    return Built([XML, BIN], as_run, f"{device} ({_device_name(device)})", _version(), note,
+                 {"device": device, "inference_precision_hint": HINTS[spec.precision]})
+
+
+def _compile(core, xml: Path, device: str, precision: str, performance: str, cache_dir: str | None):
+    config = {"INFERENCE_PRECISION_HINT": HINTS.get(precision, "f32"),
+              "PERFORMANCE_HINT": PERFORMANCE_HINTS[performance]}
+    if cache_dir:
+        config["CACHE_DIR"] = cache_dir
+    try:
+        return core.compile_model(str(xml), device, config)
+    except RuntimeError as exc:
+        raise EdgesegError(f"OpenVINO cannot compile {xml} for {device}: {str(exc).splitlines()[0][:200]}",
+                           "check the device with `edgeseg doctor`, or rebuild with `edgeseg build ... --force`") from exc
+
+
+def _precision_as_run(compiled) -> str:
+    hint = compiled.get_property("INFERENCE_PRECISION_HINT")
+    name = hint.get_type_name() if hasattr(hint, "get_type_name") else str(hint)
+    return TYPE_NAMES.get(name, name)
+
+
+def _device_name(device: str) -> str:
+    import openvino as ov
+
+    try:
+        return ov.Core().get_property(device, "FULL_DEVICE_NAME")
+    except RuntimeError:
+        return device
+
+
+class OpenVinoSession(Session):
+    def __init__(self, manifest: Manifest, root: Path, options: LoadOptions) -> None:
+        import openvino as ov
+
+        super().__init__(manifest)
+        core = ov.Core()
+        if options.threads:
+            core.set_property("CPU", {"INFERENCE_NUM_THREADS": options.threads})
+        device = options.device or manifest.backend.get("options", {}).get("device", "CPU")
+        cache = options.cache_dir or str(root / ".cache")  # compiled blobs make the second load fast
+        self._compiled = _compile(core, root / XML, device, manifest.precision["requested"],
+                                  options.performance_hint, cache if _writable(root) else None)
+        self.precision_as_run = _precision_as_run(self._compiled)
+        self._request = self._compiled.create_infer_request()
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        self._request.infer({0: batch}, share_inputs=True)
+        return self._request.get_output_tensor(0).data.copy()
+
+    def describe(self) -> dict:
+        return {**super().describe(), "precision_as_run": self.precision_as_run}
+
+
+def _writable(root: Path) -> bool:
+    import os
+
+    return os.access(root, os.W_OK)
+
+
+def load(manifest: Manifest, root: Path, options: LoadOptions = LoadOptions()) -> Session:
+    return OpenVinoSession(manifest, root, options)

@@ -1,0 +1,167 @@
+"""Subcommands from checkpoint to engine and back: export, build, doctor, bench."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .errors import BadInputError
+
+
+def _add_graph_options(p: argparse.ArgumentParser, size_arg) -> None:
+    p.add_argument("--input-size", type=size_arg, metavar="HxW", help="engine input size (default: the training crop)")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--dynamic", action="store_true", help="symbolic batch, height and width")
+    p.add_argument("--no-fuse-preprocess", dest="fuse_preprocess", action="store_false",
+                   help="take normalized float NCHW instead of uint8 BGR frames")
+    p.add_argument("--no-fuse-argmax", dest="fuse_argmax", action="store_false",
+                   help="return (N, C, H, W) logits instead of (N, H, W) class ids")
+    p.add_argument("--exporter", choices=("dynamo", "torchscript"), default="dynamo",
+                   help="dynamo: torch.export, opset 18 (default); torchscript: opset 17")
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from .checkpoint import build_from_checkpoint
+    from .export import ExportOptions, export_onnx
+
+    model, payload = build_from_checkpoint(args.checkpoint)
+    dataset = payload.get("metadata", {}).get("dataset") or {}
+    size = args.input_size or tuple(payload.get("metadata", {}).get("train_crop") or ())
+    if not size:
+        raise BadInputError(f"{args.checkpoint} records no input size", "pass --input-size HxW")
+    options = ExportOptions(tuple(size), args.batch, args.dynamic, args.fuse_preprocess, args.fuse_argmax,
+                            simplify=not args.no_simplify, exporter=args.exporter)
+    mean, std = dataset.get("mean", (0.485, 0.456, 0.406)), dataset.get("std", (0.229, 0.224, 0.225))
+    result = export_onnx(model, args.out, model.num_classes, mean, std, options, overwrite=args.force)
+    print(result.summary())
+    for note in result.warnings:
+        print(f"  warning: {note}")
+    if args.parity:
+        print("  parity vs PyTorch: " + _parity(model, model.num_classes, mean, std, options, args).line())
+    return 0
+
+
+def _parity(model, num_classes, mean, std, options, args):
+    import numpy as np
+
+    from .data import parse_spec
+    from .data.transforms import resize_to_input
+    from .export import DeployModel, parity
+
+    dataset = parse_spec(args.parity, "val")
+    frames = np.stack([resize_to_input(dataset[i].image, options.input_size) for i in range(min(len(dataset), 8))])
+    deploy = DeployModel(model, num_classes, mean, std, options.fuse_preprocess, options.fuse_argmax)
+    if not options.fuse_preprocess:
+        from .backends.base import normalize
+
+        frames = normalize(frames, mean, std)
+    return parity(deploy, args.out, frames, batch=options.batch if not options.dynamic else 1)
+
+
+def run_build(args: argparse.Namespace) -> int:
+    from .build import BuildRequest, build_engine
+
+    backend_options = {}
+    if args.dla_core is not None:
+        backend_options["dla_core"] = args.dla_core
+    if args.workspace:
+        backend_options["workspace"] = int(args.workspace * 2**20)
+    if args.device:
+        backend_options["device"] = args.device
+    if args.timing_cache:
+        backend_options["timing_cache"] = args.timing_cache
+    request = BuildRequest(
+        checkpoint=args.checkpoint, model=args.model, random_weights=args.random_weights,
+        model_options={"backbone": args.backbone} if args.backbone else {}, num_classes=args.num_classes,
+        precision=args.precision, backend=args.backend, input_size=args.input_size, batch=args.batch,
+        dynamic=args.dynamic, fuse_preprocess=args.fuse_preprocess, fuse_argmax=args.fuse_argmax,
+        exporter=args.exporter, out=args.out, force=args.force, backend_options=backend_options)
+    result = build_engine(request)
+    print(result.summary())
+    if result.manifest.precision.get("note"):
+        print(f"  note: {result.manifest.precision['note']}")
+    return 0
+
+
+def run_doctor(args: argparse.Namespace) -> int:
+    from . import backends
+
+    rows = []
+    for name in backends.names():
+        status = backends.availability(name)
+        rows.append({"backend": name, "usable": status.ok, "version": status.version,
+                     "devices": list(status.devices), "reason": status.reason})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for r in rows:
+        state = "yes" if r["usable"] else "no "
+        detail = ", ".join(r["devices"]) if r["usable"] else r["reason"]
+        print(f"{r['backend']:12s} {state} {r['version'] or '-':14s} {detail}")
+    chosen, why = backends.resolve("auto")
+    print(f"\n--backend auto picks {chosen} ({why})")
+    return 0
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    from .backends import LoadOptions
+    from .bench import bench_engines, format_table, to_json
+    from .data import parse_spec
+
+    dataset = parse_spec(args.data, "val")
+    images = [dataset[i].image for i in range(min(len(dataset), 16))]
+    options = LoadOptions(threads=args.threads or 0, performance_hint=args.hint)
+    results = bench_engines(args.engines, images, options, iterations=args.iterations, warmup=args.warmup,
+                            rounds=args.rounds, progress=not args.no_progress)
+    print(format_table(results))
+    if args.json:
+        from .io import atomic_path
+
+        with atomic_path(args.json, overwrite=True) as tmp:
+            tmp.write_text(to_json(results, {"data": args.data, "command": " ".join(sys.argv)}))
+    return 0
+
+
+def add_engine_commands(sub, size_arg) -> None:
+    p = sub.add_parser("export", help="checkpoint -> simplified, checked ONNX")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--out", required=True, help="the .onnx file to write")
+    _add_graph_options(p, size_arg)
+    p.add_argument("--no-simplify", action="store_true", help="skip onnxsim")
+    p.add_argument("--parity", metavar="DATA", help="compare with PyTorch in ONNX Runtime on images of DATA")
+    p.add_argument("--force", action="store_true", help="replace an existing file")
+    p.set_defaults(func=run_export)
+
+    p = sub.add_parser("build", help="checkpoint -> engine directory with manifest.json")
+    p.add_argument("--checkpoint", help="trained weights (edgeseg train); required unless --random-weights")
+    p.add_argument("--model", help="zoo name; checked against the checkpoint")
+    p.add_argument("--backbone", help="with --random-weights")
+    p.add_argument("--num-classes", type=int, default=11, help="with --random-weights (default 11)")
+    p.add_argument("--random-weights", action="store_true", help="untrained weights, for speed-only experiments")
+    p.add_argument("--precision", choices=("fp32", "fp16"), default="fp32")
+    p.add_argument("--backend", choices=("auto", "onnxruntime", "openvino", "tensorrt", "torch"), default="auto")
+    p.add_argument("--out", help="engine directory (default engines/MODEL-PRECISION-BACKEND)")
+    _add_graph_options(p, size_arg)
+    p.add_argument("--device", help="OpenVINO device (CPU, GPU, NPU)")
+    p.add_argument("--dla-core", type=int, help="TensorRT: run on this DLA core with GPU fallback (Jetson)")
+    p.add_argument("--workspace", type=float, help="TensorRT workspace limit in MiB (default 1024)")
+    p.add_argument("--timing-cache", help="TensorRT timing cache file (default engines/tensorrt-timing.cache)")
+    p.add_argument("--force", action="store_true", help="replace an existing engine directory")
+    p.set_defaults(func=run_build)
+
+    p = sub.add_parser("doctor", help="which backends can run here, with versions, and why not")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run_doctor)
+
+    p = sub.add_parser("bench", help="latency and FPS of engines, side by side")
+    p.add_argument("engines", nargs="+", help="engine directories written by `edgeseg build`")
+    p.add_argument("--data", default="synthetic:16", help="frames to time on (default synthetic:16)")
+    p.add_argument("--iterations", type=int, default=50)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--rounds", type=int, default=5, help="engines take turns this many times")
+    p.add_argument("--threads", type=int)
+    p.add_argument("--hint", choices=("latency", "throughput"), default="latency")
+    p.add_argument("--json", metavar="FILE")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run_bench)

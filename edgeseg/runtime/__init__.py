@@ -1,0 +1,28 @@
+"""The torch-free runtime: load an engine directory, verify it, and run frames through it.
+
+    from edgeseg.runtime import load, resize_to_input
+    with load("engines/deeplabv3plus-fp32-openvino") as session:
+        labels = session.infer(resize_to_input(frame, session.manifest.input.size)[None])
+
+Imports numpy, OpenCV and the one inference library the engine needs; never torch.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .. import backends
+from ..backends import LoadOptions, Session
+from ..data.transforms import resize_to_input
+from ..manifest import Manifest, load_manifest
+
+__all__ = ["load", "LoadOptions", "Session", "Manifest", "resize_to_input"]
+
+
+def load(engine_dir: str | os.PathLike, options: LoadOptions = LoadOptions()) -> Session:
+    """Verify the manifest and the sha256 of every file, then open a session on the engine's backend."""
+    root = Path(engine_dir)
+    manifest = load_manifest(root)
+    backend = backends.get(manifest.backend["name"])
+    return backend.load(manifest, root, options)

@@ -1,0 +1,62 @@
+"""The engine subcommands end to end: export, build, doctor, bench."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from edgeseg.checkpoint import save
+from edgeseg.cli import main
+from edgeseg.models import build
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    from edgeseg.data.synthetic import SYNTHETIC_INFO
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "fastscnn.pt"
+    save(path, build("fastscnn", 11), {"dataset": SYNTHETIC_INFO.to_dict(), "train_crop": [64, 96]})
+    return path
+
+
+def test_export_reports_nodes_and_parity(checkpoint, tmp_path, capsys):
+    out = tmp_path / "m.onnx"
+    assert main(["export", "--checkpoint", str(checkpoint), "--out", str(out), "--parity", "synthetic:2"]) == 0
+    text = capsys.readouterr().out
+    assert "exported" in text and "nodes" in text and "argmax agreement" in text and out.is_file()
+    assert main(["export", "--checkpoint", str(checkpoint), "--out", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_build_then_bench_side_by_side(checkpoint, tmp_path, capsys):
+    engines = []
+    for backend in ("torch", "onnxruntime"):
+        out = tmp_path / backend
+        assert main(["build", "--checkpoint", str(checkpoint), "--backend", backend, "--out", str(out)]) == 0
+        engines.append(str(out))
+    assert "built" in capsys.readouterr().out
+    report = tmp_path / "bench.json"
+    assert main(["bench", *engines, "--data", "synthetic:2", "--iterations", "4", "--warmup", "1", "--rounds", "2",
+                 "--no-progress", "--json", str(report)]) == 0
+    table = capsys.readouterr().out
+    assert "torch" in table and "onnxruntime" in table and "1.00x" in table
+    results = json.loads(report.read_text())["results"]
+    assert [r["backend"] for r in results] == ["torch", "onnxruntime"]
+    assert all(r["iterations"] == 4 and r["fps"] > 0 for r in results)
+
+
+def test_build_without_checkpoint_explains(capsys):
+    assert main(["build", "--model", "lraspp", "--backend", "onnxruntime", "--input-size", "64x64"]) == 2
+    err = capsys.readouterr().err
+    assert "no --checkpoint" in err and "--random-weights" in err
+
+
+def test_doctor_lists_every_backend(capsys):
+    assert main(["doctor", "--json"]) == 0
+    rows = {r["backend"]: r for r in json.loads(capsys.readouterr().out)}
+    assert set(rows) == {"tensorrt", "openvino", "onnxruntime", "torch"}
+    assert rows["onnxruntime"]["usable"] and rows["onnxruntime"]["version"]
+    assert all(r["usable"] or r["reason"] for r in rows.values())

@@ -1,0 +1,67 @@
+"""TensorRT engines: these run where TensorRT and an NVIDIA GPU exist (Jetson, desktop GPUs) and skip
+elsewhere. TensorRT cannot be installed on the CPU-only machines CI uses."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from edgeseg import backends
+from edgeseg.build import BuildRequest, build_engine
+from edgeseg.checkpoint import save
+from edgeseg.errors import EdgesegError
+from edgeseg.models import build
+from edgeseg.runtime import load
+
+STATUS = backends.availability("tensorrt")
+pytestmark = pytest.mark.skipif(not STATUS.ok, reason=f"TensorRT cannot run here: {STATUS.reason}")
+SIZE = (64, 96)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    from edgeseg.data.synthetic import SYNTHETIC_INFO
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "lraspp.pt"
+    save(path, build("lraspp", 11), {"dataset": SYNTHETIC_INFO.to_dict(), "train_crop": list(SIZE)})
+    return path
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_tensorrt_engine_matches_the_torch_reference(precision, checkpoint, tmp_path):
+    cache = tmp_path / "timing.cache"
+    result = build_engine(BuildRequest(checkpoint=str(checkpoint), backend="tensorrt", precision=precision,
+                                       out=str(tmp_path / "trt"), backend_options={"timing_cache": str(cache)}))
+    assert cache.is_file() and cache.stat().st_size > 0  # reused by the next build on this GPU
+    ref = build_engine(BuildRequest(checkpoint=str(checkpoint), backend="torch", out=str(tmp_path / "ref")))
+    frames = np.random.default_rng(0).integers(0, 256, (1, *SIZE, 3), dtype=np.uint8)
+    with load(result.path) as session, load(ref.path) as reference:
+        agreement = (session.infer(frames) == reference.infer(frames)).mean()
+        for _ in range(3):  # buffers are reused across calls
+            session.infer(frames)
+    assert agreement >= (0.999 if precision == "fp32" else 0.98)
+    assert result.manifest.backend["options"]["compute_capability"]
+
+
+def test_dynamic_batch_profile(checkpoint, tmp_path):
+    result = build_engine(BuildRequest(checkpoint=str(checkpoint), backend="tensorrt", dynamic=True,
+                                       input_size=SIZE, out=str(tmp_path / "trt")))
+    with load(result.path) as session:
+        for n in (1, 3):
+            frames = np.zeros((n, *SIZE, 3), np.uint8)
+            assert session.infer(frames).shape == (n, *SIZE)
+
+
+def test_engine_from_another_tensorrt_version_says_how_to_rebuild(checkpoint, tmp_path):
+    result = build_engine(BuildRequest(checkpoint=str(checkpoint), backend="tensorrt", out=str(tmp_path / "trt")))
+    path = result.path / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["backend"]["version"] = "9.0.0"
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(EdgesegError, match="built with TensorRT 9.0.0") as err:
+        load(result.path)
+    assert "--force" in err.value.fix
