@@ -50,11 +50,9 @@ class TorchSession(Session):
         if options.threads:
             torch.set_num_threads(options.threads)
         model, _ = build_from_checkpoint(root / ENGINE_FILE)
-        fused = manifest.input.preprocess == "fused"
-        self._host_preprocess = False  # DeployModel always normalizes; feed it frames
+        self._host_preprocess = False  # DeployModel normalizes in torch, whatever the engine graph does
         self._model = DeployModel(model, len(manifest.classes), manifest.input.mean, manifest.input.std,
                                   fuse_preprocess=True, fuse_argmax=manifest.output.kind == "labels").eval()
-        self._fused = fused
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         import torch
