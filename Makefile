@@ -32,7 +32,7 @@ demo: install
 	$(PYTHON) -m edgeseg build --checkpoint $(DEMO_RUN)/best.pt --backend auto --out $(DEMO_RUN)/engines/auto-fp32
 	$(PYTHON) -m edgeseg build --checkpoint $(DEMO_RUN)/best.pt --backend auto --precision fp16 --out $(DEMO_RUN)/engines/auto-fp16 \
 	  || echo "(no FP16 build on this machine's best backend; see the message above)"
-	$(PYTHON) -m edgeseg bench $(DEMO_RUN)/engines/* --data $(DATA):val --json $(DEMO_RUN)/bench.json
+	$(PYTHON) -m edgeseg bench $(DEMO_RUN)/engines/torch-fp32 $$(ls -d $(DEMO_RUN)/engines/auto-*) --data $(DATA):val --json $(DEMO_RUN)/bench.json
 	@echo "demo run: $(DEMO_RUN) (best.pt, history.json, eval.json, engines/, bench.json)"
 
 test: install-dev

@@ -19,7 +19,7 @@ from .io import staged_dir
 from .manifest import MANIFEST_NAME, InputSpec, Manifest, OutputSpec, hash_files
 
 ONNX_FILE = "model.onnx"
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16", "int8")
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,11 @@ class BuildRequest:
     engines_dir: str = "engines"
     force: bool = False
     backend_options: dict[str, Any] = field(default_factory=dict)
+    calib: str | None = None  # INT8: dataset spec or calibration/LIST.txt; required, never random
+    calib_size: int | None = None
+    calib_method: str = "entropy"
+    val: str | None = None  # the split accuracy is reported on: calibration overlapping it is warned about
+    keep_float: tuple[str, ...] = ()
     command: str = ""
 
 
@@ -114,6 +119,11 @@ def build_engine(request: BuildRequest) -> BuildResult:
     out = Path(request.out or Path(request.engines_dir) / f"{model_name}-{request.precision}-{backend_name}")
     options = ExportOptions(size, request.batch, request.dynamic, request.fuse_preprocess, request.fuse_argmax,
                             exporter=request.exporter)
+    calibration = None
+    if request.precision == "int8":
+        from .calibration import open_calibration
+
+        calibration = open_calibration(request.calib, size, request.calib_size, request.batch, request.val)
     with staged_dir(out, overwrite=request.force) as stage:
         exported = export_onnx(model, stage / ONNX_FILE, model.num_classes, dataset["mean"], dataset["std"], options)
         if request.random_weights and backend_name == "torch":
@@ -122,17 +132,18 @@ def build_engine(request: BuildRequest) -> BuildResult:
             save(stage / "random.pt", model, {"dataset": dataset, "random_weights": True})
         checkpoint = request.checkpoint or (str(stage / "random.pt") if request.random_weights else None)
         spec = backends.BuildSpec(request.precision, tuple(exported.input_shape), exported.input_name,
-                                  {"input_size": size, **request.backend_options}, checkpoint)
+                                  {"input_size": size, **request.backend_options}, checkpoint,
+                                  calibration, request.calib_method, tuple(request.keep_float))
         built = backend.build(stage / ONNX_FILE, stage, spec)
         (stage / "random.pt").unlink(missing_ok=True)
         manifest = _manifest(request, out.name, model_name, model, payload, dataset, exported, built,
-                             backend_name, why, stage, time.perf_counter() - start)
+                             backend_name, why, stage, time.perf_counter() - start, calibration)
         (stage / MANIFEST_NAME).write_text(manifest.to_json())
     return BuildResult(out, manifest, time.perf_counter() - start)
 
 
 def _manifest(request, name, model_name, model, payload, dataset, exported, built, backend_name, why, stage,
-              seconds) -> Manifest:
+              seconds, calibration=None) -> Manifest:
     fused = request.fuse_preprocess
     input_spec = InputSpec(exported.input_name, tuple(exported.input_shape), exported.input_dtype,
                            "NHWC" if fused else "NCHW", preprocess="fused" if fused else "host",
@@ -159,7 +170,9 @@ def _manifest(request, name, model_name, model, payload, dataset, exported, buil
         onnx=onnx_info, hardware=hardware(), files=hash_files(stage, files), build_seconds=round(seconds, 2),
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         command=request.command or " ".join(shlex.quote(a) for a in sys.argv), edgeseg_version=__version__,
-        random_weights=request.random_weights)
+        random_weights=request.random_weights,
+        extra={"calibration": {**calibration.describe(), "method": request.calib_method,
+                               "keep_float": list(request.keep_float)}} if calibration is not None else {})
 
 
 def hardware() -> dict[str, Any]:

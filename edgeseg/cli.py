@@ -135,6 +135,13 @@ def run_train(args: argparse.Namespace) -> int:
 def run_eval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    if args.engine:
+        from .cli_engines import run_eval_engine
+
+        return run_eval_engine(args)
+    if not args.checkpoint:
+        raise BadInputError("nothing to evaluate", "pass --checkpoint runs/x/best.pt or --engine engines/NAME")
+
     from .checkpoint import build_from_checkpoint
     from .data import parse_spec
     from .data.base import DatasetInfo
@@ -199,8 +206,11 @@ def _add_train(sub) -> None:
 
 
 def _add_eval(sub) -> None:
-    p = sub.add_parser("eval", help="mIoU, mAcc and per-class IoU of a checkpoint")
-    p.add_argument("--checkpoint", required=True)
+    p = sub.add_parser("eval", help="mIoU, mAcc and per-class IoU of a checkpoint or an engine")
+    p.add_argument("--checkpoint", help="a checkpoint written by `edgeseg train`")
+    p.add_argument("--engine", help="an engine directory written by `edgeseg build`")
+    p.add_argument("--reference", help="with --engine: an engine directory or checkpoint to measure the drop against")
+    p.add_argument("--limit", type=int, help="with --engine: only the first N images")
     p.add_argument("--data", required=True, help="dataset spec, e.g. camvid:PATH:val")
     p.add_argument("--json", metavar="FILE", help="write miou, macc, pixel_acc, per_class_iou (fractions)")
     p.add_argument("--save-predictions", metavar="DIR", help="one label PNG per image, class ids as values")

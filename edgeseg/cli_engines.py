@@ -76,7 +76,8 @@ def run_build(args: argparse.Namespace) -> int:
         model_options={"backbone": args.backbone} if args.backbone else {}, num_classes=args.num_classes,
         precision=args.precision, backend=args.backend, input_size=args.input_size, batch=args.batch,
         dynamic=args.dynamic, fuse_preprocess=args.fuse_preprocess, fuse_argmax=args.fuse_argmax,
-        exporter=args.exporter, out=args.out, force=args.force, backend_options=backend_options)
+        exporter=args.exporter, out=args.out, force=args.force, backend_options=backend_options,
+        calib=args.calib, calib_size=args.calib_size, calib_method=args.calib_method, val=args.val)
     result = build_engine(request)
     print(result.summary())
     if result.manifest.precision.get("note"):
@@ -123,6 +124,40 @@ def run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_eval_engine(args: argparse.Namespace) -> int:
+    import os
+
+    from .data import parse_spec
+    from .engine_eval import evaluate_predictors, format_comparison, session_predictor
+    from .runtime import load
+
+    session = load(args.engine)
+    m = session.manifest
+    reference = None
+    if args.reference and os.path.isdir(args.reference):
+        reference = session_predictor(load(args.reference))
+    elif args.reference:
+        from .checkpoint import build_from_checkpoint
+        from .evaluate import Predictor
+
+        model, _ = build_from_checkpoint(args.reference)
+        predictor = Predictor(model, m.input.mean, m.input.std)
+        reference = lambda image: predictor.predict(image, m.input.size)  # noqa: E731
+    dataset = parse_spec(args.data, "val")
+    result = evaluate_predictors(session_predictor(session), dataset, m.classes, m.ignore_index, reference,
+                                 args.limit, progress=not args.no_progress)
+    if m.random_weights:
+        print("NOTE: this engine has RANDOM WEIGHTS (built for speed only); its accuracy means nothing")
+    print(f"{args.engine}: {m.backend['name']} {m.precision['requested']} (runs as {m.precision['as_run']})")
+    print(format_comparison(result))
+    if args.json:
+        from .io import atomic_path
+
+        with atomic_path(args.json, overwrite=True) as tmp:
+            tmp.write_text(json.dumps(result.to_dict(), indent=2))
+    return 0
+
+
 def add_engine_commands(sub, size_arg) -> None:
     p = sub.add_parser("export", help="checkpoint -> simplified, checked ONNX")
     p.add_argument("--checkpoint", required=True)
@@ -139,7 +174,11 @@ def add_engine_commands(sub, size_arg) -> None:
     p.add_argument("--backbone", help="with --random-weights")
     p.add_argument("--num-classes", type=int, default=11, help="with --random-weights (default 11)")
     p.add_argument("--random-weights", action="store_true", help="untrained weights, for speed-only experiments")
-    p.add_argument("--precision", choices=("fp32", "fp16"), default="fp32")
+    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32")
+    p.add_argument("--calib", help="int8: calibration images, a dataset spec (camvid:PATH:train) or calibration/LIST.txt")
+    p.add_argument("--calib-size", type=int, help="int8: number of calibration images (default 300 or all)")
+    p.add_argument("--calib-method", choices=("minmax", "entropy", "percentile"), default="entropy")
+    p.add_argument("--val", help="the split accuracy is reported on; calibration images found in it are warned about")
     p.add_argument("--backend", choices=("auto", "onnxruntime", "openvino", "tensorrt", "torch"), default="auto")
     p.add_argument("--out", help="engine directory (default engines/MODEL-PRECISION-BACKEND)")
     _add_graph_options(p, size_arg)

@@ -26,6 +26,9 @@ class BuildSpec:
     input_name: str
     options: dict[str, Any] = field(default_factory=dict)  # backend-specific, recorded in the manifest
     checkpoint: str | None = None  # the torch backend's artifact is the checkpoint itself
+    calibration: Any = None  # a CalibrationSet for int8 builds (edgeseg.calibration)
+    calib_method: str = "entropy"  # minmax | entropy | percentile
+    keep_float: tuple[str, ...] = ()  # ONNX node names kept out of INT8 (the mIoU budget's choice)
 
 
 @dataclass(frozen=True)

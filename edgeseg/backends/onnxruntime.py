@@ -14,6 +14,7 @@ from .base import Availability, BuildSpec, Built, LoadOptions, Session
 NAME = "onnxruntime"
 # The engine is the exported graph itself: ORT optimizes it at load for the CPU it finds there.
 ENGINE_FILE = "model.onnx"
+INT8_FILE = "model.int8.onnx"  # the Q/DQ graph: also what TensorRT builds INT8 from
 
 
 def availability() -> Availability:
@@ -27,14 +28,27 @@ def availability() -> Availability:
 def build(onnx_path: Path, out_dir: Path, spec: BuildSpec) -> Built:
     import onnxruntime as ort
 
-    if spec.precision != "fp32":
+    if spec.precision == "fp16":
         # The x86 CPU provider has no FP16 convolution kernels; an FP16 graph would either fail to load
         # or run through Cast nodes at FP32 speed while claiming FP16.
-        raise BadInputError(f"ONNX Runtime's CPU provider has no {spec.precision.upper()} kernels for this network",
-                            "build fp16 with --backend openvino or tensorrt, or use --precision fp32")
-    session = _session(out_dir / ENGINE_FILE, threads=0)  # prove it loads before it is published
+        raise BadInputError("ONNX Runtime's CPU provider has no FP16 kernels for this network",
+                            "build fp16 with --backend openvino or tensorrt, or use --precision fp32 or int8")
+    engine, options, note = ENGINE_FILE, {"provider": "CPUExecutionProvider"}, ""
+    if spec.precision == "int8":
+        from ..quantize import qdq_from_onnx
+
+        # U8S8: ORT's fast x86 INT8 kernels (S8S8 measured 1.19x over FP32 here, U8S8 2.03x)
+        result = qdq_from_onnx(onnx_path, out_dir / INT8_FILE, spec.calibration, spec.calib_method, spec.keep_float,
+                               activations="u8")
+        print(result.summary())
+        engine = INT8_FILE
+        options.update(quantization=result.__dict__ | {"path": INT8_FILE})
+        note = (f"Q/DQ INT8, U8S8 ({result.quantized_nodes} quantized tensors; CPU INT8 kernels, VNNI where present)"
+                + (f"; kept in fp32: {', '.join(result.excluded)}" if result.excluded else ""))
+    session = _session(out_dir / engine, threads=0)  # prove it loads before it is published
     del session
-    return Built([ENGINE_FILE], "fp32", "CPU", ort.__version__, options={"provider": "CPUExecutionProvider"})
+    files = [engine] + ([ENGINE_FILE] if engine != ENGINE_FILE else [])
+    return Built(files, spec.precision, "CPU", ort.__version__, note, options)
 
 
 def _session(path: Path, threads: int):
