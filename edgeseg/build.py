@@ -46,6 +46,11 @@ class BuildRequest:
     calib_method: str = "entropy"
     val: str | None = None  # the split accuracy is reported on: calibration overlapping it is warned about
     keep_float: tuple[str, ...] = ()
+    max_miou_drop: float | None = None  # INT8: keep sensitive layers in float until the drop on --val fits
+    val_size: int | None = None  # images of --val the budget measures on (default: all)
+    max_float_layers: int | None = None  # most layers the budget may keep in float
+    speed_guard: bool = True  # INT8: time against the backend's float builds and record the recommendation
+    guard_iterations: int = 30
     command: str = ""
 
 
@@ -124,6 +129,7 @@ def build_engine(request: BuildRequest) -> BuildResult:
         from .calibration import open_calibration
 
         calibration = open_calibration(request.calib, size, request.calib_size, request.batch, request.val)
+    budget = _budget(request, size, model.num_classes)
     with staged_dir(out, overwrite=request.force) as stage:
         exported = export_onnx(model, stage / ONNX_FILE, model.num_classes, dataset["mean"], dataset["std"], options)
         if request.random_weights and backend_name == "torch":
@@ -133,13 +139,43 @@ def build_engine(request: BuildRequest) -> BuildResult:
         checkpoint = request.checkpoint or (str(stage / "random.pt") if request.random_weights else None)
         spec = backends.BuildSpec(request.precision, tuple(exported.input_shape), exported.input_name,
                                   {"input_size": size, **request.backend_options}, checkpoint,
-                                  calibration, request.calib_method, tuple(request.keep_float))
+                                  calibration, request.calib_method, tuple(request.keep_float), budget)
         built = backend.build(stage / ONNX_FILE, stage, spec)
         (stage / "random.pt").unlink(missing_ok=True)
         manifest = _manifest(request, out.name, model_name, model, payload, dataset, exported, built,
                              backend_name, why, stage, time.perf_counter() - start, calibration)
+        if request.precision == "int8" and request.speed_guard:
+            _speed_guard(backend, stage, manifest, spec, calibration, request.guard_iterations)
         (stage / MANIFEST_NAME).write_text(manifest.to_json())
     return BuildResult(out, manifest, time.perf_counter() - start)
+
+
+def _budget(request: BuildRequest, size: tuple[int, int], num_classes: int):
+    if request.max_miou_drop is None:
+        return None
+    if request.precision != "int8":
+        raise BadInputError("--max-miou-drop applies to int8 builds", "add --precision int8, or drop --max-miou-drop")
+    if request.max_miou_drop < 0:
+        raise BadInputError(f"--max-miou-drop {request.max_miou_drop} is negative", "pass the points you can lose, e.g. 0.5")
+    from .budget import BudgetRequest, open_validation
+
+    return BudgetRequest(request.max_miou_drop, open_validation(request.val, size, num_classes, request.val_size),
+                         request.max_float_layers)
+
+
+def _speed_guard(backend, stage: Path, manifest: Manifest, spec, calibration, iterations: int) -> None:
+    """Record in the manifest whether INT8 beat the backend's float builds, and what to deploy."""
+    from .speed_guard import guard
+
+    diagnose = (lambda: backend.int8_diagnosis(stage, manifest)) if hasattr(backend, "int8_diagnosis") else None
+    verdict = guard(backend, stage / ONNX_FILE, stage, manifest, spec, calibration.frames[:8],
+                    getattr(backend, "FLOAT_PRECISIONS", ("fp32",)), iterations, diagnose)
+    print(verdict.summary())
+    manifest.extra["speed_guard"] = verdict.to_dict()
+    manifest.extra["recommended"] = {
+        "precision": verdict.recommended,
+        "artifact": "this engine" if verdict.int8_fastest else
+        f"an {verdict.recommended} build: edgeseg build ... --backend {manifest.backend['name']} --precision {verdict.recommended}"}
 
 
 def _manifest(request, name, model_name, model, payload, dataset, exported, built, backend_name, why, stage,
@@ -170,9 +206,18 @@ def _manifest(request, name, model_name, model, payload, dataset, exported, buil
         onnx=onnx_info, hardware=hardware(), files=hash_files(stage, files), build_seconds=round(seconds, 2),
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         command=request.command or " ".join(shlex.quote(a) for a in sys.argv), edgeseg_version=__version__,
-        random_weights=request.random_weights,
-        extra={"calibration": {**calibration.describe(), "method": request.calib_method,
-                               "keep_float": list(request.keep_float)}} if calibration is not None else {})
+        random_weights=request.random_weights, extra=_int8_extra(request, built, calibration))
+
+
+def _int8_extra(request: BuildRequest, built, calibration) -> dict[str, Any]:
+    if calibration is None:
+        return {}
+    extra: dict[str, Any] = {"calibration": {**calibration.describe(), "method": request.calib_method,
+                                             "keep_float": list(request.keep_float)},
+                             "layers_not_int8": built.not_int8}
+    if "budget" in built.options:
+        extra["miou_budget"] = built.options.pop("budget")
+    return extra
 
 
 def hardware() -> dict[str, Any]:

@@ -128,3 +128,29 @@ def cache_path(onnx_sha256: str, calib: CalibrationSet, method: str, root: Path 
     """The range cache for one graph, one calibration set and one method: any change is a new key,
     so a stale cache is never found, let alone used."""
     return root / f"{onnx_sha256[:16]}-{calib.fingerprint[:16]}-{method}.json"
+
+
+def cache_is_valid(path: Path, key: dict) -> bool:
+    """A cache is used only when its sidecar's key matches and its bytes are the ones written."""
+    import json
+
+    from .io import sha256_file
+
+    meta = path.with_suffix(".key.json")
+    if not (path.is_file() and meta.is_file()):
+        return False
+    try:
+        stored = json.loads(meta.read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    return stored.get("key") == key and stored.get("sha256") == sha256_file(path)
+
+
+def seal_cache(path: Path, key: dict) -> None:
+    """Write the sidecar that lets `cache_is_valid` recognise this cache, and only this one."""
+    import json
+
+    from .io import atomic_path, sha256_file
+
+    with atomic_path(path.with_suffix(".key.json"), overwrite=True) as tmp:
+        tmp.write_text(json.dumps({"key": key, "sha256": sha256_file(path)}, indent=1))

@@ -71,13 +71,17 @@ def run_build(args: argparse.Namespace) -> int:
         backend_options["device"] = args.device
     if args.timing_cache:
         backend_options["timing_cache"] = args.timing_cache
+    if args.precision == "int8" and args.trt_int8 != "explicit":
+        backend_options["int8_mode"] = args.trt_int8
     request = BuildRequest(
         checkpoint=args.checkpoint, model=args.model, random_weights=args.random_weights,
         model_options={"backbone": args.backbone} if args.backbone else {}, num_classes=args.num_classes,
         precision=args.precision, backend=args.backend, input_size=args.input_size, batch=args.batch,
         dynamic=args.dynamic, fuse_preprocess=args.fuse_preprocess, fuse_argmax=args.fuse_argmax,
         exporter=args.exporter, out=args.out, force=args.force, backend_options=backend_options,
-        calib=args.calib, calib_size=args.calib_size, calib_method=args.calib_method, val=args.val)
+        calib=args.calib, calib_size=args.calib_size, calib_method=args.calib_method, val=args.val,
+        keep_float=tuple(args.keep_float or ()), max_miou_drop=args.max_miou_drop, val_size=args.val_size,
+        max_float_layers=args.max_float_layers, speed_guard=not args.no_speed_guard)
     result = build_engine(request)
     print(result.summary())
     if result.manifest.precision.get("note"):
@@ -178,7 +182,17 @@ def add_engine_commands(sub, size_arg) -> None:
     p.add_argument("--calib", help="int8: calibration images, a dataset spec (camvid:PATH:train) or calibration/LIST.txt")
     p.add_argument("--calib-size", type=int, help="int8: number of calibration images (default 300 or all)")
     p.add_argument("--calib-method", choices=("minmax", "entropy", "percentile"), default="entropy")
-    p.add_argument("--val", help="the split accuracy is reported on; calibration images found in it are warned about")
+    p.add_argument("--val", help="the held-out split accuracy is measured on (--max-miou-drop) and reported on; "
+                                 "calibration images found in it are warned about")
+    p.add_argument("--max-miou-drop", type=float, metavar="POINTS",
+                   help="int8: keep the most sensitive layers in float until the mIoU drop on --val fits")
+    p.add_argument("--val-size", type=int, help="int8 budget: images of --val to measure on (default all)")
+    p.add_argument("--max-float-layers", type=int, help="int8 budget: most layers it may keep in float")
+    p.add_argument("--keep-float", nargs="+", metavar="NODE", help="int8: ONNX nodes to keep in float")
+    p.add_argument("--no-speed-guard", action="store_true",
+                   help="int8: skip timing against the backend's float builds after the build")
+    p.add_argument("--trt-int8", choices=("explicit", "implicit"), default="explicit",
+                   help="TensorRT int8: Q/DQ ONNX (explicit, TensorRT 10/11) or calibrator (implicit, TensorRT <= 10)")
     p.add_argument("--backend", choices=("auto", "onnxruntime", "openvino", "tensorrt", "torch"), default="auto")
     p.add_argument("--out", help="engine directory (default engines/MODEL-PRECISION-BACKEND)")
     _add_graph_options(p, size_arg)

@@ -10,14 +10,13 @@ from a `CalibrationSet` by minmax, entropy (KL) or percentile, and are cached un
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from .calibration import CACHE_DIR, CalibrationSet, cache_path
+from .calibration import CACHE_DIR, CalibrationSet, cache_is_valid, cache_path, seal_cache
 from .errors import BadInputError
 from .io import atomic_path, sha256_file
 
@@ -80,18 +79,6 @@ def _method(name: str):
     return table[name]
 
 
-def _valid_cache(path: Path, key: dict) -> bool:
-    """A cache is used only when its key matches and its bytes are the ones written; else it is stale."""
-    meta = path.with_suffix(".key.json")
-    if not (path.is_file() and meta.is_file()):
-        return False
-    try:
-        stored = json.loads(meta.read_text())
-    except (OSError, json.JSONDecodeError):
-        return False
-    return stored.get("key") == key and stored.get("sha256") == sha256_file(path)
-
-
 def qdq_from_onnx(src: str | os.PathLike, dst: str | os.PathLike, calib: CalibrationSet, method: str = "entropy",
                   exclude: Sequence[str] = (), activations: str = "s8", cache_root: Path = CACHE_DIR,
                   overwrite: bool = False) -> QuantResult:
@@ -104,7 +91,7 @@ def qdq_from_onnx(src: str | os.PathLike, dst: str | os.PathLike, calib: Calibra
     model_sha = sha256_file(src)
     cache = cache_path(model_sha, calib, method, Path(cache_root))
     key = {"onnx_sha256": model_sha, "calibration": calib.describe(), "method": method}
-    hit = _valid_cache(cache, key)
+    hit = cache_is_valid(cache, key)
     if not hit and cache.exists():
         print(f"calibration cache {cache} is stale or was modified; recalibrating")
         cache.unlink()
@@ -114,6 +101,7 @@ def qdq_from_onnx(src: str | os.PathLike, dst: str | os.PathLike, calib: Calibra
     extra = {"ActivationSymmetric": activations == "s8", "WeightSymmetric": True, "CalibMovingAverage": False}
     if method == "percentile":
         extra["CalibPercentile"] = 99.999
+    exclude = list(dict.fromkeys([*edge_nodes(src), *exclude]))
     with atomic_path(dst, overwrite=overwrite) as tmp:
         quantize_static(str(src), str(tmp), _Reader(calib, input_name).reader, quant_format=QuantFormat.QDQ,
                         op_types_to_quantize=OP_TYPES, per_channel=True, reduce_range=False,
@@ -122,8 +110,63 @@ def qdq_from_onnx(src: str | os.PathLike, dst: str | os.PathLike, calib: Calibra
                         nodes_to_exclude=list(exclude), calibrate_method=calibrate_method,
                         calibration_cache_path=str(cache), extra_options=extra)
     if not hit:
-        with atomic_path(cache.with_suffix(".key.json"), overwrite=True) as tmp:
-            tmp.write_text(json.dumps({"key": key, "sha256": sha256_file(cache)}, indent=1))
+        seal_cache(cache, key)
     quantized = sum(1 for n in onnx.load(str(dst)).graph.node if n.op_type == "QuantizeLinear")
     return QuantResult(str(dst), method, calib.describe(), str(cache), hit, list(exclude), quantized,
                        time.perf_counter() - start, activations)
+
+
+def edge_nodes(src: str | os.PathLike) -> list[str]:
+    """The fused preprocessing (before the first convolution) and the tail after the classifier
+    (logit upsampling, ArgMax): kept in float, because quantizing them only adds work at full
+    resolution (ORT ran the preprocessing Mul as a QLinearMul 8 ms slower than in float, on Fast-SCNN
+    at 360x480) and rounds the logits the label map is decided on."""
+    import onnx
+
+    nodes = list(onnx.load(str(src), load_external_data=False).graph.node)
+    convs = [i for i, n in enumerate(nodes) if n.op_type in ("Conv", "ConvTranspose")]
+    if not convs:
+        return []
+    return [n.name for n in nodes[:convs[0]]] + [n.name for n in nodes[convs[-1] + 1:]]
+
+
+def float_nodes(qdq_path: str | os.PathLike) -> dict[str, str]:
+    """Nodes of a Q/DQ graph that compute in float: {name: "fp32 (<op>)"}.
+
+    A node runs in INT8 when every activation input comes from a DequantizeLinear and every output
+    goes to a QuantizeLinear (the runtime fuses the three); anything else computes in float.
+    """
+    import onnx
+
+    graph = onnx.load(str(qdq_path), load_external_data=False).graph
+    initializers = {t.name for t in graph.initializer}
+    producer = {out: node.op_type for node in graph.node for out in node.output}
+    consumers: dict[str, list[str]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node.op_type)
+    result = {}
+    for node in graph.node:
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        inputs = [i for i in node.input if i and i not in initializers and producer.get(i) != "Constant"]
+        int8_in = bool(inputs) and all(producer.get(i) == "DequantizeLinear" for i in inputs)
+        int8_out = all(consumers.get(o) and all(c == "QuantizeLinear" for c in consumers[o]) for o in node.output)
+        if not (int8_in and int8_out):
+            result[node.name] = f"fp32 ({node.op_type})"
+    return result
+
+
+def float_islands(qdq_path: str | os.PathLike) -> dict[str, int]:
+    """Op types computing in float between INT8 layers, counted: each one is a dequantize and a
+    requantize around it, the usual reason an INT8 graph is no faster than FP32."""
+    import onnx
+
+    graph = onnx.load(str(qdq_path), load_external_data=False).graph
+    producer = {out: node.op_type for node in graph.node for out in node.output}
+    names = float_nodes(qdq_path)
+    counts: dict[str, int] = {}
+    for node in graph.node:
+        if node.name in names and any(producer.get(i) == "DequantizeLinear" for i in node.input):
+            counts[node.op_type] = counts.get(node.op_type, 0) + 1
+    return counts

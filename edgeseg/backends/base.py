@@ -28,7 +28,8 @@ class BuildSpec:
     checkpoint: str | None = None  # the torch backend's artifact is the checkpoint itself
     calibration: Any = None  # a CalibrationSet for int8 builds (edgeseg.calibration)
     calib_method: str = "entropy"  # minmax | entropy | percentile
-    keep_float: tuple[str, ...] = ()  # ONNX node names kept out of INT8 (the mIoU budget's choice)
+    keep_float: tuple[str, ...] = ()  # ONNX node names kept out of INT8 by the user
+    budget: Any = None  # an edgeseg.budget.BudgetRequest: fit INT8 into an mIoU drop
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class Built:
     version: str
     note: str = ""
     options: dict[str, Any] = field(default_factory=dict)
+    not_int8: dict[str, str] = field(default_factory=dict)  # int8 builds: every layer left in float -> its precision
 
 
 class Session:

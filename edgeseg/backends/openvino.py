@@ -22,6 +22,7 @@ NAME = "openvino"
 XML, BIN = "model.xml", "model.bin"
 # INT8 IRs keep the layers NNCF leaves in float at f32 (bf16 would be a second, unrequested change)
 HINTS = {"fp32": "f32", "fp16": "f16", "int8": "f32"}
+FLOAT_PRECISIONS = ("fp32", "fp16")  # what an INT8 build is timed against
 PERFORMANCE_HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT"}
 TYPE_NAMES = {"f32": "fp32", "f16": "fp16", "bf16": "bf16", "i8": "int8", "u8": "int8"}
 
@@ -53,44 +54,117 @@ def build(onnx_path: Path, out_dir: Path, spec: BuildSpec) -> Built:
     model = ov.convert_model(str(onnx_path))
     options = {"device": device, "inference_precision_hint": HINTS[spec.precision]}
     if spec.precision == "int8":
-        model, options["quantization"] = _nncf_int8(model, spec), {"tool": "nncf", "keep_float": list(spec.keep_float)}
+        model, report = _nncf_int8(model, spec)
+        options["quantization"] = {"tool": "nncf", "keep_float": list(spec.keep_float)}
+        if report is not None:
+            options["budget"] = report.to_dict()
+            print(report.summary())
     # save_model compresses to FP16 unless told otherwise: an "FP32" IR must say False explicitly.
     ov.save_model(model, str(out_dir / XML), compress_to_fp16=spec.precision == "fp16")
     compiled = _compile(ov.Core(), out_dir / XML, device, spec.precision, "latency", cache_dir=None)
-    as_run, note = _precision_as_run(compiled), ""
+    as_run, note, not_int8 = _precision_as_run(compiled), "", {}
     if spec.precision == "int8":
         layers = layer_precisions(compiled)
         as_run = "int8" if layers.get("int8") else as_run
         note = "layers by runtime precision: " + ", ".join(f"{k} {v}" for k, v in sorted(layers.items()))
+        not_int8 = {name: p for name, p in runtime_layers(compiled).items() if p != "int8"}
     elif as_run != spec.precision:
         note = f"{device} has no {spec.precision.upper()} arithmetic; OpenVINO runs this IR in {as_run}"
-    return Built([XML, BIN], as_run, f"{device} ({_device_name(device)})", _version(), note, options)
+    return Built([XML, BIN], as_run, f"{device} ({_device_name(device)})", _version(), note, options, not_int8)
 
 
 def _nncf_int8(model, spec: BuildSpec):
-    """NNCF post-training quantization of the IR, fed by the shared CalibrationSet."""
+    """NNCF post-training quantization of the IR, fed by the shared CalibrationSet: (model, budget report)."""
     import nncf
 
     if spec.calibration is None:
         raise BadInputError("an int8 build needs calibration images", "pass --calib SPEC")
     batches = list(spec.calibration.batches())
     ignored = nncf.IgnoredScope(names=list(spec.keep_float), validate=False) if spec.keep_float else None
-    kwargs = {"ignored_scope": ignored} if ignored else {}
-    return nncf.quantize(model, nncf.Dataset(batches), subset_size=len(batches),
-                         preset=nncf.QuantizationPreset.PERFORMANCE, **kwargs)
+    common = {"subset_size": len(batches), "preset": nncf.QuantizationPreset.PERFORMANCE,
+              **({"ignored_scope": ignored} if ignored else {})}
+    quantized = nncf.quantize(model, nncf.Dataset(batches), **common)
+    if spec.budget is None:
+        return quantized, None
+    return _within_budget(model, quantized, batches, common, spec.budget)
 
 
-def layer_precisions(compiled) -> dict[str, int]:
-    """Count the executed convolutions/matmuls by the precision they actually run in."""
-    counts: dict[str, int] = {}
+def _within_budget(model, quantized, batches, common, budget):
+    """Measure the all-INT8 drop; past the budget, NNCF's accuracy control reverts the layers that
+    cost the most to float (it compiles with an f32 hint, so its FP32 reference is true FP32)."""
+    import nncf
+    import openvino as ov
+
+    from ..budget import BudgetReport, as_labels
+
+    val = budget.validation
+    core = ov.Core()
+
+    def predictor(m):
+        compiled = core.compile_model(m, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        return compiled, (lambda frames: as_labels(compiled({0: frames})[0]))
+
+    fp32 = val.miou(predictor(model)[1])
+    compiled, predict = predictor(quantized)
+    int8 = final = val.miou(predict)
+    strategy = "all-int8"
+    if fp32 - int8 > budget.max_drop:
+        def validate(compiled_model, items) -> tuple[float, None]:
+            indices = [i for i in items]
+            return val.miou(lambda f: as_labels(compiled_model({0: f})[0]), indices) / 100.0, None
+
+        from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
+
+        restorer = AdvancedAccuracyRestorerParameters(
+            **({"max_num_iterations": budget.max_kept} if budget.max_kept is not None else {}))
+        quantized = nncf.quantize_with_accuracy_control(
+            model, nncf.Dataset(batches), nncf.Dataset(list(range(len(val.frames))), lambda i: val.frames[i:i + 1]),
+            validate, max_drop=budget.max_drop / 100.0, drop_type=nncf.DropType.ABSOLUTE,
+            advanced_accuracy_restorer_parameters=restorer, **common)
+        compiled, predict = predictor(quantized)
+        final, strategy = val.miou(predict), "nncf-accuracy-control"
+    layers = runtime_layers(compiled)
+    kept = {name: precision for name, precision in layers.items() if precision != "int8"}
+    report = BudgetReport(budget.max_drop, val.spec, len(val.frames), round(fp32, 3), round(int8, 3),
+                          round(final, 3), fp32 - final <= budget.max_drop, strategy, sorted(kept), kept)
+    return quantized, report
+
+
+def int8_diagnosis(root: Path, manifest: Manifest) -> str:
+    """Why an INT8 IR is slow here: layers left in float and the reorders/converts between them."""
+    import openvino as ov
+
+    compiled = _compile(ov.Core(), root / XML, "CPU", "int8", "latency", cache_dir=None)
+    layers = runtime_layers(compiled)
+    kinds: dict[str, int] = {}
+    for op in compiled.get_runtime_model().get_ordered_ops():
+        info = op.get_rt_info()
+        kind = info["layerType"].astype(str) if "layerType" in info else ""
+        if kind in ("Reorder", "Convert"):
+            kinds[kind] = kinds.get(kind, 0) + 1
+    floating = sum(1 for p in layers.values() if p != "int8")
+    return (f"{floating} of {len(layers)} convolutions/matmuls run in float; {kinds.get('Reorder', 0)} reorders and "
+            f"{kinds.get('Convert', 0)} precision converts between layers")
+
+
+def runtime_layers(compiled) -> dict[str, str]:
+    """The executed convolutions/matmuls by name, with the precision each actually runs in."""
+    layers: dict[str, str] = {}
     for op in compiled.get_runtime_model().get_ordered_ops():
         info = op.get_rt_info()
         kind = info["layerType"].astype(str) if "layerType" in info else ""
         if kind.lower() not in ("convolution", "fullyconnected", "matmul", "deconvolution", "groupconvolution"):
             continue
         precision = info["runtimePrecision"].astype(str) if "runtimePrecision" in info else "?"
-        name = TYPE_NAMES.get(precision.lower(), precision.lower())
-        counts[name] = counts.get(name, 0) + 1
+        layers[op.get_friendly_name()] = TYPE_NAMES.get(precision.lower(), precision.lower())
+    return layers
+
+
+def layer_precisions(compiled) -> dict[str, int]:
+    """Count the executed convolutions/matmuls by the precision they actually run in."""
+    counts: dict[str, int] = {}
+    for precision in runtime_layers(compiled).values():
+        counts[precision] = counts.get(precision, 0) + 1
     return counts
 
 
@@ -134,6 +208,8 @@ class OpenVinoSession(Session):
         self._compiled = _compile(core, root / XML, device, manifest.precision["requested"],
                                   options.performance_hint, cache if _writable(root) else None)
         self.precision_as_run = _precision_as_run(self._compiled)
+        if manifest.precision["requested"] == "int8" and layer_precisions(self._compiled).get("int8"):
+            self.precision_as_run = "int8"  # the hint only governs the layers NNCF left in float
         self._request = self._compiled.create_infer_request()
 
     def _run(self, batch: np.ndarray) -> np.ndarray:

@@ -9,12 +9,10 @@ import warnings
 import numpy as np
 import onnx
 import pytest
-import torch
 
 from edgeseg import backends
 from edgeseg.build import BuildRequest, build_engine
 from edgeseg.calibration import CalibrationOverlapWarning, open_calibration
-from edgeseg.checkpoint import save
 from edgeseg.cli import main
 from edgeseg.errors import EdgesegError
 from edgeseg.export import ExportOptions, export_onnx
@@ -25,19 +23,9 @@ SIZE = (64, 96)
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    from edgeseg.data.synthetic import SYNTHETIC_INFO
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "fastscnn.pt"
-    save(path, build("fastscnn", 11), {"dataset": SYNTHETIC_INFO.to_dict(), "train_crop": list(SIZE)})
-    return path
-
-
-def test_int8_refuses_without_calibration_data(checkpoint, tmp_path):
+def test_int8_refuses_without_calibration_data(int8_checkpoint, tmp_path):
     with pytest.raises(EdgesegError, match="never calibrates on random data") as err:
-        build_engine(BuildRequest(checkpoint=str(checkpoint), backend="onnxruntime", precision="int8",
+        build_engine(BuildRequest(checkpoint=str(int8_checkpoint), backend="onnxruntime", precision="int8",
                                   out=str(tmp_path / "e")))
     assert "--calib" in err.value.fix and not (tmp_path / "e").exists()
 
@@ -65,7 +53,7 @@ def test_calibration_list_file(camvid_root, tmp_path):
         open_calibration(str(listing), SIZE, progress=False)
 
 
-def test_qdq_graph_ranges_are_cached_and_stale_caches_are_not_used(checkpoint, camvid_root, tmp_path, capsys):
+def test_qdq_graph_ranges_are_cached_and_stale_caches_are_not_used(int8_checkpoint, camvid_root, tmp_path, capsys):
     model = build("fastscnn", 11).eval()
     export_onnx(model, tmp_path / "m.onnx", 11, MEAN, STD, ExportOptions(SIZE))
     calib = open_calibration(f"camvid:{camvid_root}:train", SIZE, count=4, progress=False)
@@ -87,11 +75,11 @@ def test_qdq_graph_ranges_are_cached_and_stale_caches_are_not_used(checkpoint, c
 
 
 @pytest.mark.parametrize("backend", [b for b in ("onnxruntime", "openvino") if backends.availability(b).ok])
-def test_int8_engine_builds_runs_and_is_evaluated_against_fp32(backend, checkpoint, camvid_root, tmp_path, capsys):
-    fp32 = build_engine(BuildRequest(checkpoint=str(checkpoint), backend=backend, out=str(tmp_path / "fp32")))
+def test_int8_engine_builds_runs_and_is_evaluated_against_fp32(backend, int8_checkpoint, camvid_root, tmp_path, capsys):
+    fp32 = build_engine(BuildRequest(checkpoint=str(int8_checkpoint), backend=backend, out=str(tmp_path / "fp32")))
     with warnings.catch_warnings():
         warnings.simplefilter("error", CalibrationOverlapWarning)  # train split: no overlap with val
-        int8 = build_engine(BuildRequest(checkpoint=str(checkpoint), backend=backend, precision="int8",
+        int8 = build_engine(BuildRequest(checkpoint=str(int8_checkpoint), backend=backend, precision="int8",
                                          calib=f"camvid:{camvid_root}:train", calib_size=4,
                                          val=f"camvid:{camvid_root}:val", out=str(tmp_path / "int8")))
     m = int8.manifest

@@ -65,3 +65,25 @@ def test_engine_from_another_tensorrt_version_says_how_to_rebuild(checkpoint, tm
     with pytest.raises(EdgesegError, match="built with TensorRT 9.0.0") as err:
         load(result.path)
     assert "--force" in err.value.fix
+
+
+@pytest.mark.parametrize("mode", ["explicit", "implicit"])
+def test_tensorrt_int8_engine(mode, checkpoint, camvid_root, tmp_path):
+    import tensorrt as trt
+
+    if mode == "implicit" and int(trt.__version__.split(".")[0]) >= 11:
+        pytest.skip("TensorRT 11 has no implicit INT8")
+    request = dict(checkpoint=str(checkpoint), backend="tensorrt", precision="int8",
+                   calib=f"camvid:{camvid_root}:train", calib_size=4, guard_iterations=5,
+                   backend_options={"int8_mode": mode, "timing_cache": str(tmp_path / "timing.cache")})
+    result = build_engine(BuildRequest(out=str(tmp_path / "int8"), **request))
+    m = result.manifest
+    assert m.precision["as_run"] == "int8" and m.backend["options"]["int8_mode"] == mode
+    assert {"int8", "fp32", "fp16"} <= set(m.extra["speed_guard"]["latency_ms"])
+    ref = build_engine(BuildRequest(checkpoint=str(checkpoint), backend="torch", out=str(tmp_path / "ref")))
+    frames = np.random.default_rng(0).integers(0, 256, (1, *SIZE, 3), dtype=np.uint8)
+    with load(result.path) as session, load(ref.path) as reference:
+        assert (session.infer(frames) == reference.infer(frames)).mean() >= 0.8
+    if mode == "implicit":  # the second build reads the calibration cache the first one wrote
+        again = build_engine(BuildRequest(out=str(tmp_path / "again"), **request))
+        assert again.manifest.precision["as_run"] == "int8"
