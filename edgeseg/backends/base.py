@@ -21,7 +21,7 @@ class Availability:
 
 @dataclass(frozen=True)
 class BuildSpec:
-    precision: str  # "fp32" | "fp16"
+    precision: str  # "fp32" | "fp16" | "int8"
     input_shape: tuple[int | None, ...]  # the graph input's shape; None where dynamic
     input_name: str
     options: dict[str, Any] = field(default_factory=dict)  # backend-specific, recorded in the manifest
