@@ -67,7 +67,7 @@ def build(onnx_path: Path, out_dir: Path, spec: BuildSpec) -> Built:
         layers = layer_precisions(compiled)
         as_run = "int8" if layers.get("int8") else as_run
         note = "layers by runtime precision: " + ", ".join(f"{k} {v}" for k, v in sorted(layers.items()))
-        not_int8 = {name: p for name, p in runtime_layers(compiled).items() if p != "int8"}
+        not_int8 = float_layers(compiled)
     elif as_run != spec.precision:
         note = f"{device} has no {spec.precision.upper()} arithmetic; OpenVINO runs this IR in {as_run}"
     return Built([XML, BIN], as_run, f"{device} ({_device_name(device)})", _version(), note, options, not_int8)
@@ -160,6 +160,24 @@ def runtime_layers(compiled) -> dict[str, str]:
     return layers
 
 
+# Ops that only move, reshape or convert data: they compute nothing a precision could change.
+DATA_MOVEMENT = {"input", "output", "const", "reshape", "reorder", "convert", "transpose", "stridedslice",
+                 "concatenation", "split", "gather", "broadcast", "squeeze", "unsqueeze"}
+
+
+def float_layers(compiled) -> dict[str, str]:
+    """Every executed op that computes in a precision other than INT8, by name: float convolutions, and
+    the layers around them (Interpolate, TopK for the fused ArgMax, eltwise subgraphs) that stay float."""
+    layers: dict[str, str] = {}
+    for op in compiled.get_runtime_model().get_ordered_ops():
+        info = op.get_rt_info()
+        kind = info["layerType"].astype(str).lower() if "layerType" in info else ""
+        precision = info["runtimePrecision"].astype(str).lower() if "runtimePrecision" in info else "?"
+        if kind and kind not in DATA_MOVEMENT and TYPE_NAMES.get(precision, precision) != "int8":
+            layers[op.get_friendly_name()] = f"{TYPE_NAMES.get(precision, precision)} ({kind})"
+    return layers
+
+
 def layer_precisions(compiled) -> dict[str, int]:
     """Count the executed convolutions/matmuls by the precision they actually run in."""
     counts: dict[str, int] = {}
@@ -211,6 +229,28 @@ class OpenVinoSession(Session):
         if manifest.precision["requested"] == "int8" and layer_precisions(self._compiled).get("int8"):
             self.precision_as_run = "int8"  # the hint only governs the layers NNCF left in float
         self._request = self._compiled.create_infer_request()
+        self._throughput = (core, root / XML, device, manifest.precision["requested"], cache if _writable(root) else None)
+
+    def run_for(self, frames: np.ndarray, seconds: float) -> tuple[int, float, int]:
+        """Throughput mode: a THROUGHPUT-hint compile (several CPU streams) fed by an AsyncInferQueue
+        with the plugin's optimal number of requests, so requests overlap as in a batch or multi-camera job."""
+        import time
+
+        import openvino as ov
+
+        batch = self.check_frames(frames)
+        if self._host_preprocess:
+            from .base import normalize
+
+            batch = normalize(batch, self.manifest.input.mean, self.manifest.input.std)
+        core, xml, device, precision, cache = self._throughput
+        queue = ov.AsyncInferQueue(_compile(core, xml, device, precision, "throughput", cache))
+        done, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            queue.start_async({0: batch})
+            done += len(batch)
+        queue.wait_all()
+        return done, time.perf_counter() - start, len(queue)
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         self._request.infer({0: batch}, share_inputs=True)

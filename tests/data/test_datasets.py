@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import write_camvid
+from fakedata import write_camvid
 from edgeseg.data import parse_spec
 from edgeseg.data.cityscapes import CITYSCAPES_INFO
 from edgeseg.data.voc import VOC_INFO
