@@ -17,7 +17,23 @@ from ..backends import LoadOptions, Session
 from ..data.transforms import resize_to_input
 from ..manifest import Manifest, load_manifest
 
-__all__ = ["load", "LoadOptions", "Session", "Manifest", "resize_to_input"]
+__all__ = ["load", "LoadOptions", "Session", "Manifest", "resize_to_input",
+           "Pipeline", "PipelineConfig", "VideoFile", "ImageFolder", "Camera", "RTSP", "GStreamer", "Reconnect",
+           "VideoSink", "PngFolder", "WindowSink", "NullSink", "CallbackSink"]
+
+# The streaming API, imported on first use so that `load` alone stays as light as it was.
+_LAZY = {"Pipeline": "pipeline", "PipelineConfig": "pipeline", "VideoFile": "sources", "ImageFolder": "sources",
+         "Camera": "sources", "RTSP": "sources", "GStreamer": "sources", "Reconnect": "sources",
+         "VideoSink": "sinks", "PngFolder": "sinks", "WindowSink": "sinks", "NullSink": "sinks",
+         "CallbackSink": "sinks"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def load(engine_dir: str | os.PathLike, options: LoadOptions = LoadOptions()) -> Session:

@@ -1,0 +1,319 @@
+"""Where frames come from: video files, image folders, cameras, RTSP streams and GStreamer pipelines.
+
+Two kinds. A *file* source (VideoFile, ImageFolder) is processed frame by frame, none skipped: the
+pipeline waits for it. A *live* source (Camera, RTSP, GStreamer) runs at the sensor's pace: the pipeline
+keeps only the latest frame and counts the stale ones it drops, so latency never builds up.
+
+Live sources survive a vehicle: a camera that will not open or stops delivering is reopened with
+exponential backoff and a message, and given up (an EdgesegError naming problem and fix) once it has
+delivered nothing for `give_up_s`. Undecodable frames are skipped and counted in `corrupt`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from ..errors import BadInputError, EdgesegError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+MAX_CONSECUTIVE_CORRUPT = 25  # a file whose next 25 frames all fail to decode has ended or is broken
+
+
+class SourceError(EdgesegError):
+    """A source that cannot be opened or has stopped delivering for good."""
+
+
+@dataclass(frozen=True)
+class Reconnect:
+    """How a live source retries: wait `first_s`, doubling to `max_s`, until nothing came for `give_up_s`."""
+
+    first_s: float = 0.5
+    max_s: float = 8.0
+    give_up_s: float = 60.0
+    stall_s: float = 5.0  # no frame for this long on an open device counts as a disconnect
+
+
+class Source:
+    """Base: `read()` -> (H, W, 3) uint8 BGR frame, or None at the end. Frames may be any size."""
+
+    live = False
+    kind = "source"
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.corrupt = 0  # frames that could not be decoded, skipped
+        self.reconnects = 0
+        self.fps_hint = 30.0  # the frame rate an output video is written at
+
+    def open(self) -> None:
+        pass
+
+    def read(self) -> np.ndarray | None:  # pragma: no cover - every source overrides it
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def describe(self) -> dict:
+        return {"kind": self.kind, "name": self.name, "live": self.live}
+
+    def __enter__(self) -> "Source":
+        self.open()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _good(frame: np.ndarray | None) -> bool:
+    return frame is not None and frame.ndim == 3 and frame.shape[2] == 3 and frame.size > 0
+
+
+class VideoFile(Source):
+    """Every frame of a video file. `live=True` turns it into a stand-in camera (latest frame, drops),
+    paced at the file's frame rate when `pace=True`: how the drop accounting is tested without a camera."""
+
+    kind = "video"
+
+    def __init__(self, path: str | os.PathLike, live: bool = False, pace: bool = False, loop: bool = False) -> None:
+        super().__init__(str(path))
+        if not Path(path).is_file():
+            raise SourceError(f"video {path} does not exist", "pass the path of a video file (.mp4, .avi, .mkv)")
+        self.live, self._pace, self._loop = live, pace, loop
+        self._cap: cv2.VideoCapture | None = None
+        self._next_t = 0.0
+
+    def open(self) -> None:
+        self._cap = cv2.VideoCapture(self.name, cv2.CAP_FFMPEG)
+        if not self._cap.isOpened():
+            raise SourceError(f"OpenCV cannot open video {self.name}",
+                              "check the file plays (ffprobe FILE) and is not empty")
+        self.fps_hint = self._cap.get(cv2.CAP_PROP_FPS) or 30.0
+        self._next_t = time.perf_counter()
+
+    def read(self) -> np.ndarray | None:
+        for _ in range(MAX_CONSECUTIVE_CORRUPT):
+            ok, frame = self._cap.read()
+            if ok and _good(frame):
+                self._wait_pace()
+                return frame
+            if not self._more_left():
+                if not self._loop:
+                    return None
+                self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+                continue
+            self.corrupt += 1
+        return None
+
+    def _more_left(self) -> bool:
+        total = self._cap.get(cv2.CAP_PROP_FRAME_COUNT)
+        return total > 0 and self._cap.get(cv2.CAP_PROP_POS_FRAMES) < total - 1
+
+    def _wait_pace(self) -> None:
+        if self._pace:
+            self._next_t += 1.0 / self.fps_hint
+            time.sleep(max(0.0, self._next_t - time.perf_counter()))
+
+    def close(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+
+
+class ImageFolder(Source):
+    """The images of a folder sorted by file name (CamVid's frames are named in capture order)."""
+
+    kind = "images"
+
+    def __init__(self, folder: str | os.PathLike, fps: float = 30.0) -> None:
+        super().__init__(str(folder))
+        root = Path(folder)
+        if not root.is_dir():
+            raise SourceError(f"image folder {folder} does not exist", "pass a folder of .jpg/.png frames")
+        self._files = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+        if not self._files:
+            raise SourceError(f"{folder} holds no images",
+                              f"put frames with one of {', '.join(IMAGE_EXTENSIONS)} there")
+        self._next = 0
+        self.fps_hint = fps
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+    def read(self) -> np.ndarray | None:
+        while self._next < len(self._files):
+            frame = cv2.imread(str(self._files[self._next]), cv2.IMREAD_COLOR)
+            self._next += 1
+            if _good(frame):
+                return frame
+            self.corrupt += 1
+        return None
+
+
+class LiveSource(Source):
+    """A device or stream opened by `_open_capture`; reopened with backoff when it fails."""
+
+    live = True
+
+    def __init__(self, name: str, reconnect: Reconnect = Reconnect(), log: Callable[[str], None] | None = None) -> None:
+        super().__init__(name)
+        self.reconnect = reconnect
+        self._log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        self._cap: cv2.VideoCapture | None = None
+        self._last_frame_t = 0.0
+        self._wait = reconnect.first_s
+        self.stop_event = threading.Event()  # the pipeline shares its own, so a stop ends a backoff wait at once
+
+    def _open_capture(self) -> cv2.VideoCapture:  # pragma: no cover - every live source overrides it
+        raise NotImplementedError
+
+    def _fix(self) -> str:
+        return "check the cable/address and that no other program holds the device"
+
+    def open(self) -> None:
+        self._last_frame_t = time.perf_counter()
+        self._connect(first=True)
+
+    def _connect(self, first: bool = False) -> None:
+        """Open until it works, waiting first_s, 2*first_s, ... max_s between tries."""
+        while not self.stop_event.is_set():
+            self._release()
+            cap = self._open_capture()
+            if cap.isOpened():
+                self._cap = cap
+                if not first:
+                    self.reconnects += 1
+                    self._log(f"edgeseg: {self.kind} {self.name} reconnected")
+                return
+            cap.release()
+            self._back_off("cannot be opened")
+
+    def _back_off(self, why: str) -> None:
+        """Wait before the next try; raise SourceError once nothing has come for `give_up_s`."""
+        silent = time.perf_counter() - self._last_frame_t
+        if silent + self._wait > self.reconnect.give_up_s:
+            raise SourceError(f"{self.kind} {self.name} {why}; gave up after {silent:.1f}s without a frame "
+                              f"(--give-up {self.reconnect.give_up_s:g}s)", self._fix())
+        self._log(f"edgeseg: {self.kind} {self.name} {why}; retrying in {self._wait:.1f}s")
+        self.stop_event.wait(self._wait)
+        self._wait = min(self._wait * 2, self.reconnect.max_s)
+
+    def read(self) -> np.ndarray | None:
+        while not self.stop_event.is_set():
+            ok, frame = self._cap.read() if self._cap is not None else (False, None)
+            if ok and _good(frame):
+                self._last_frame_t = time.perf_counter()
+                self._wait = self.reconnect.first_s
+                return frame
+            if ok:
+                self.corrupt += 1
+            if not ok or time.perf_counter() - self._last_frame_t > self.reconnect.stall_s:
+                self._back_off("stopped delivering")
+                self._connect()
+        return None
+
+    def _release(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+
+    def close(self) -> None:
+        self._release()
+
+
+class Camera(LiveSource):
+    """A V4L2 (Linux) or DirectShow (Windows) camera by index, e.g. 0 for /dev/video0."""
+
+    kind = "camera"
+
+    def __init__(self, index: int, size: tuple[int, int] | None = None, fps: float | None = None, **kw) -> None:
+        super().__init__(str(index), **kw)
+        self.index, self._size, self._fps = int(index), size, fps
+
+    def _open_capture(self) -> cv2.VideoCapture:
+        api = cv2.CAP_DSHOW if sys.platform == "win32" else cv2.CAP_V4L2
+        cap = cv2.VideoCapture(self.index, api)
+        if cap.isOpened():
+            cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # the driver's queue would otherwise add frames of latency
+            if self._size:
+                cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self._size[0])
+                cap.set(cv2.CAP_PROP_FRAME_WIDTH, self._size[1])
+            if self._fps:
+                cap.set(cv2.CAP_PROP_FPS, self._fps)
+            self.fps_hint = cap.get(cv2.CAP_PROP_FPS) or 30.0
+        return cap
+
+    def _fix(self) -> str:
+        return (f"check the camera is plugged in and /dev/video{self.index} exists (v4l2-ctl --list-devices), "
+                "or pass another --camera index")
+
+
+class RTSP(LiveSource):
+    """An RTSP (or HTTP/RTMP) network stream through FFmpeg, with open and read timeouts."""
+
+    kind = "rtsp"
+
+    def __init__(self, url: str, timeout_ms: int = 5000, **kw) -> None:
+        super().__init__(url, **kw)
+        self._timeout_ms = timeout_ms
+
+    def _open_capture(self) -> cv2.VideoCapture:
+        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, self._timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, self._timeout_ms]
+        return cv2.VideoCapture(self.name, cv2.CAP_FFMPEG, params)
+
+    def _fix(self) -> str:
+        return "check the URL, credentials and network (ffprobe URL), and that the camera is powered"
+
+
+class GStreamer(LiveSource):
+    """A GStreamer pipeline ending in appsink, e.g. a Jetson CSI camera:
+    'nvarguscamerasrc ! video/x-raw(memory:NVMM),width=1280,height=720 ! nvvidconv ! video/x-raw,format=BGRx
+    ! videoconvert ! video/x-raw,format=BGR ! appsink drop=1 max-buffers=1'."""
+
+    kind = "gstreamer"
+
+    def open(self) -> None:
+        if not opencv_has_gstreamer():  # no point retrying for a minute: it can never open
+            raise SourceError("this OpenCV was built without GStreamer, so --gst cannot open a pipeline",
+                              "use an OpenCV built with GStreamer (on a Jetson: JetPack's python3-opencv, not the "
+                              "pip wheel), or --camera N for a V4L2 camera")
+        super().open()
+
+    def _open_capture(self) -> cv2.VideoCapture:
+        return cv2.VideoCapture(self.name, cv2.CAP_GSTREAMER)
+
+    def _fix(self) -> str:
+        return "test the pipeline with gst-launch-1.0 (ending in fakesink) and end it with appsink"
+
+
+def opencv_has_gstreamer() -> bool:
+    lines = [ln for ln in cv2.getBuildInformation().splitlines() if ln.strip().startswith("GStreamer:")]
+    return bool(lines) and "YES" in lines[0]
+
+
+def open_source(*, camera: int | None = None, video: str | None = None, images: str | None = None,
+                rtsp: str | None = None, gst: str | None = None, reconnect: Reconnect = Reconnect()) -> Source:
+    """Exactly one of the keyword arguments -> a Source (the CLI's --camera/--video/--images/--rtsp/--gst)."""
+    options = dict(camera=camera, video=video, images=images, rtsp=rtsp, gst=gst)
+    given = {k: v for k, v in options.items() if v is not None}
+    if len(given) != 1:
+        raise BadInputError(f"expected one source but got {len(given)} ({', '.join(given) or 'none'})",
+                            "pass exactly one of --camera N, --video FILE, --images DIR, --rtsp URL, --gst PIPELINE")
+    if camera is not None:
+        return Camera(camera, reconnect=reconnect)
+    if video is not None:
+        return VideoFile(video)
+    if images is not None:
+        return ImageFolder(images)
+    if rtsp is not None:
+        return RTSP(rtsp, reconnect=reconnect)
+    return GStreamer(gst, reconnect=reconnect)
