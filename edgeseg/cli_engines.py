@@ -110,22 +110,33 @@ def run_doctor(args: argparse.Namespace) -> int:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from .backends import LoadOptions
-    from .bench import bench_engines, format_table, to_json
-    from .data import parse_spec
+    import time
 
-    dataset = parse_spec(args.data, "val")
-    images = [dataset[i].image for i in range(min(len(dataset), 16))]
+    from .backends import LoadOptions
+    from .bench import BenchConfig, bench_engines, encoded_frames, format_table, read_json, specs_for, to_json
+    from .cli_report import gate_after_bench, timed_baselines
+    from .data import parse_spec
+    from .envinfo import short
+
+    engines = list(args.engines or []) + list(args.engine or [])
+    if not engines:
+        raise BadInputError("no engine to bench", "pass engine directories: edgeseg bench --engine engines/X")
+    base = read_json(args.baseline) if args.baseline else None  # read first: a bad file fails before any load
+    frames = encoded_frames(parse_spec(args.data, "val"), 16)
     options = LoadOptions(threads=args.threads or 0, performance_hint=args.hint)
-    results = bench_engines(args.engines, images, options, iterations=args.iterations, warmup=args.warmup,
-                            rounds=args.rounds, progress=not args.no_progress)
-    print(format_table(results))
+    config = BenchConfig(args.iterations, args.duration or 0.0, args.warmup, args.rounds, args.throughput_seconds,
+                         not args.no_stages, not args.no_progress)
+    context = {"data": args.data, "command": " ".join(sys.argv), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    specs = timed_baselines(args, base, options) + specs_for(engines, options)
+    run = bench_engines(specs, frames, options, config, args.baseline_torch, context)
+    print(format_table(run.results))
+    print(f"{short(run.environment)}; peak RSS {run.peak_rss_mb:.0f} MB (whole process)")
     if args.json:
         from .io import atomic_path
 
         with atomic_path(args.json, overwrite=True) as tmp:
-            tmp.write_text(to_json(results, {"data": args.data, "command": " ".join(sys.argv)}))
-    return 0
+            tmp.write_text(to_json(run))
+    return gate_after_bench(run, args, base)
 
 
 def run_eval_engine(args: argparse.Namespace) -> int:
@@ -207,14 +218,29 @@ def add_engine_commands(sub, size_arg) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_doctor)
 
-    p = sub.add_parser("bench", help="latency and FPS of engines, side by side")
-    p.add_argument("engines", nargs="+", help="engine directories written by `edgeseg build`")
+    p = sub.add_parser("bench", help="latency, FPS and stages of engines, side by side; the CI latency gate")
+    p.add_argument("engines", nargs="*", help="engine directories written by `edgeseg build`")
+    p.add_argument("--engine", action="append", metavar="DIR", help="an engine directory (repeatable)")
     p.add_argument("--data", default="synthetic:16", help="frames to time on (default synthetic:16)")
-    p.add_argument("--iterations", type=int, default=50)
+    p.add_argument("--iterations", type=int, default=50, help="timed calls per engine (default 50)")
+    p.add_argument("--duration", type=float, metavar="SECONDS", help="time each engine this long instead of --iterations")
     p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--rounds", type=int, default=5, help="engines take turns this many times")
+    p.add_argument("--rounds", type=int, default=5, help="engines take turns this many times (the gate's trials)")
     p.add_argument("--threads", type=int)
     p.add_argument("--hint", choices=("latency", "throughput"), default="latency")
-    p.add_argument("--json", metavar="FILE")
+    p.add_argument("--throughput-seconds", type=float, default=2.0,
+                   help="seconds of throughput mode per engine after the rounds (0 skips it)")
+    p.add_argument("--no-stages", action="store_true", help="skip colorize and the per-stage table")
+    p.add_argument("--baseline-torch", action="store_true",
+                   help="also time PyTorch eager FP32 of the engine's checkpoint (the only path that imports torch)")
+    p.add_argument("--baseline", metavar="BENCH.json", help="gate against this earlier bench JSON")
+    p.add_argument("--no-rerun-baseline", action="store_true",
+                   help="with --baseline: compare with the file's numbers only, even where its engine is still here")
+    p.add_argument("--baseline-engine", action="append", metavar="DIR",
+                   help="gate against this engine, timed in the same interleaved run (paired rounds; repeatable)")
+    from .cli_report import add_gate_options
+
+    add_gate_options(p)
+    p.add_argument("--json", metavar="FILE", help="write the results (schema version 2)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run_bench)

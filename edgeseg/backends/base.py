@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,6 +106,19 @@ class Session:
         return {"backend": m.backend["name"], "version": m.backend.get("version"), "device": m.backend.get("device"),
                 "precision_requested": m.precision["requested"], "precision_as_run": m.precision["as_run"],
                 "random_weights": m.random_weights}
+
+    def run_for(self, frames: np.ndarray, seconds: float) -> tuple[int, float, int]:
+        """Keep the engine busy on `frames` for about `seconds`: (frames done, seconds taken, requests in flight).
+
+        Throughput mode of `edgeseg bench`. This default keeps one request in flight, so its FPS equals
+        latency mode; backends with asynchronous requests or streams (OpenVINO) override it to show
+        what overlapping requests add. The result labels are discarded: only the rate matters here.
+        """
+        done, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            self.infer(frames)
+            done += len(frames)
+        return done, time.perf_counter() - start, 1
 
     def close(self) -> None:
         pass

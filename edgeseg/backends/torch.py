@@ -40,7 +40,9 @@ def build(onnx_path: Path, out_dir: Path, spec: BuildSpec) -> Built:
 
 
 class TorchSession(Session):
-    def __init__(self, manifest: Manifest, root: Path, options: LoadOptions) -> None:
+    def __init__(self, manifest: Manifest, root: Path, options: LoadOptions, checkpoint: Path | None = None) -> None:
+        """`checkpoint` overrides `root / model.pt`: bench --baseline-torch runs the checkpoint another
+        backend's engine was built from (its path and sha256 are in that engine's manifest)."""
         import torch
 
         from ..checkpoint import build_from_checkpoint
@@ -49,7 +51,7 @@ class TorchSession(Session):
         super().__init__(manifest)
         if options.threads:
             torch.set_num_threads(options.threads)
-        model, _ = build_from_checkpoint(root / ENGINE_FILE)
+        model, _ = build_from_checkpoint(checkpoint or root / ENGINE_FILE)
         self._host_preprocess = False  # DeployModel normalizes in torch, whatever the engine graph does
         self._model = DeployModel(model, len(manifest.classes), manifest.input.mean, manifest.input.std,
                                   fuse_preprocess=True, fuse_argmax=manifest.output.kind == "labels").eval()
