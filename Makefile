@@ -23,21 +23,9 @@ check-torch:
 DATA ?= synthetic
 DEMO_RUN := runs/demo-$(shell date +%Y%m%d-%H%M%S)
 
+# Train a real-time net, build FP32/INT8, eval, bench, stream a road video, report: `edgeseg demo`.
 demo: install
-	$(PYTHON) -m edgeseg models --input-size 360x480
-	$(PYTHON) -m edgeseg train --model deeplabv3plus --backbone mobilenetv2 --data $(DATA) --out $(DEMO_RUN)
-	$(PYTHON) -m edgeseg eval --checkpoint $(DEMO_RUN)/best.pt --data $(DATA):val --json $(DEMO_RUN)/eval.json
-	$(PYTHON) -m edgeseg doctor
-	$(PYTHON) -m edgeseg build --checkpoint $(DEMO_RUN)/best.pt --backend torch --out $(DEMO_RUN)/engines/torch-fp32
-	$(PYTHON) -m edgeseg build --checkpoint $(DEMO_RUN)/best.pt --backend auto --out $(DEMO_RUN)/engines/auto-fp32
-	$(PYTHON) -m edgeseg build --checkpoint $(DEMO_RUN)/best.pt --backend auto --precision fp16 --out $(DEMO_RUN)/engines/auto-fp16 \
-	  || echo "(no FP16 build on this machine's best backend; see the message above)"
-	$(PYTHON) -m edgeseg build --checkpoint $(DEMO_RUN)/best.pt --backend auto --precision int8 --calib $(DATA):train \
-	  --calib-size 64 --val $(DATA):val --max-miou-drop 1.0 --out $(DEMO_RUN)/engines/auto-int8
-	$(PYTHON) -m edgeseg eval --engine $(DEMO_RUN)/engines/auto-int8 --reference $(DEMO_RUN)/engines/auto-fp32 \
-	  --data $(DATA):val --json $(DEMO_RUN)/eval-int8.json
-	$(PYTHON) -m edgeseg bench $(DEMO_RUN)/engines/torch-fp32 $$(ls -d $(DEMO_RUN)/engines/auto-*) --data $(DATA):val --json $(DEMO_RUN)/bench.json
-	@echo "demo run: $(DEMO_RUN) (best.pt, history.json, eval.json, eval-int8.json, engines/, bench.json)"
+	$(PYTHON) -m edgeseg demo --data $(DATA) --out $(DEMO_RUN)
 
 test: install-dev
 	$(PYTHON) -m pytest -q

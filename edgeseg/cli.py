@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from typing import Sequence
 
 from . import __version__
@@ -232,6 +233,30 @@ def _add_models(sub) -> None:
     p.set_defaults(func=run_models)
 
 
+def run_demo(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .demo import DemoConfig, run_demo as demo
+
+    out = Path(args.out) if args.out else Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")
+    result = demo(DemoConfig(data=args.data, out=out, model=args.model, epochs=args.epochs, backend=args.backend,
+                             video_frames=args.video_frames, progress=not args.no_progress))
+    print("\n" + result.summary())
+    return 0
+
+
+def _add_demo(sub) -> None:
+    p = sub.add_parser("demo", help="the main job end to end: train, build FP32/INT8, eval, bench, stream, report")
+    p.add_argument("--data", default="synthetic", help="dataset spec with train and val splits (default synthetic)")
+    p.add_argument("--out", help="run folder (default runs/demo-DATE-TIME)")
+    p.add_argument("--model", default="fastscnn", help="zoo name (default fastscnn, the real-time reference)")
+    p.add_argument("--epochs", type=int, help="training epochs (default 6 on synthetic scenes, else 10)")
+    p.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "openvino", "tensorrt"))
+    p.add_argument("--video-frames", type=int, default=300, help="frames of the generated road video")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run_demo)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgeseg", description="Segmentation networks to edge engines.")
     parser.add_argument("--version", action="version", version=f"edgeseg {__version__}")
@@ -239,9 +264,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_models(sub)
     _add_train(sub)
     _add_eval(sub)
+    _add_demo(sub)
     from .cli_engines import add_engine_commands
+    from .cli_report import add_report_commands
+    from .cli_stream import add_stream_command
 
     add_engine_commands(sub, _size_arg)
+    add_report_commands(sub)
+    add_stream_command(sub)
     return parser
 
 
