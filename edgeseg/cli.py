@@ -240,7 +240,8 @@ def run_demo(args: argparse.Namespace) -> int:
 
     out = Path(args.out) if args.out else Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")
     result = demo(DemoConfig(data=args.data, out=out, model=args.model, epochs=args.epochs, backend=args.backend,
-                             video_frames=args.video_frames, progress=not args.no_progress))
+                             input_size=args.input_size, video_frames=args.video_frames, calib_size=args.calib_size,
+                             max_miou_drop=args.max_miou_drop, progress=not args.no_progress))
     print("\n" + result.summary())
     return 0
 
@@ -252,6 +253,10 @@ def _add_demo(sub) -> None:
     p.add_argument("--model", default="fastscnn", help="zoo name (default fastscnn, the real-time reference)")
     p.add_argument("--epochs", type=int, help="training epochs (default 6 on synthetic scenes, else 10)")
     p.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "openvino", "tensorrt"))
+    p.add_argument("--input-size", type=_size_arg, default=(360, 480), metavar="HxW",
+                   help="training crop, engine input and video size (default 360x480)")
+    p.add_argument("--calib-size", type=int, default=64, help="INT8 calibration images from the train split")
+    p.add_argument("--max-miou-drop", type=float, default=1.0, metavar="POINTS", help="INT8 mIoU budget (default 1.0)")
     p.add_argument("--video-frames", type=int, default=300, help="frames of the generated road video")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run_demo)

@@ -47,3 +47,16 @@ def write_camvid(root: Path, splits=("train", "val"), count: int = 4, size=(48, 
                 lines.append(f"{split}/0001TP_{split}_{i:03d}{ext} {split}annot/0001TP_{split}_{i:03d}.png")
         (root / f"{split}.txt").write_text("\n".join(lines) + "\n")
     return root
+
+
+def untrained_checkpoint(path: Path, model: str = "fastscnn", size=(64, 96)) -> Path:
+    """A seeded, untrained checkpoint in edgeseg's format: what engine tests build from in seconds."""
+    import torch
+
+    from edgeseg.checkpoint import save
+    from edgeseg.data.synthetic import SYNTHETIC_INFO
+    from edgeseg.models import build
+
+    torch.manual_seed(0)
+    save(path, build(model, 11), {"dataset": SYNTHETIC_INFO.to_dict(), "train_crop": list(size)})
+    return path

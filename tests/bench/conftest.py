@@ -4,22 +4,14 @@ works). bench_helpers.py makes bench results from chosen numbers, for tests of t
 from __future__ import annotations
 
 import pytest
+from fakedata import untrained_checkpoint
 
 TINY_SIZE = (64, 96)
 
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory):
-    import torch
-
-    from edgeseg.checkpoint import save
-    from edgeseg.data.synthetic import SYNTHETIC_INFO
-    from edgeseg.models import build
-
-    torch.manual_seed(0)
-    checkpoint = tmp_path_factory.mktemp("ckpt") / "fastscnn.pt"
-    save(checkpoint, build("fastscnn", 11), {"dataset": SYNTHETIC_INFO.to_dict(), "train_crop": list(TINY_SIZE)})
-    return checkpoint
+    return untrained_checkpoint(tmp_path_factory.mktemp("ckpt") / "fastscnn.pt", "fastscnn", TINY_SIZE)
 
 
 def _build(checkpoint, backend: str, out):

@@ -3,19 +3,11 @@
 from __future__ import annotations
 
 import pytest
-import torch
-
-from edgeseg.checkpoint import save
-from edgeseg.models import build
+from fakedata import untrained_checkpoint
 
 INT8_SIZE = (64, 96)
 
 
 @pytest.fixture(scope="module")
 def int8_checkpoint(tmp_path_factory):
-    from edgeseg.data.synthetic import SYNTHETIC_INFO
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "fastscnn.pt"
-    save(path, build("fastscnn", 11), {"dataset": SYNTHETIC_INFO.to_dict(), "train_crop": list(INT8_SIZE)})
-    return path
+    return untrained_checkpoint(tmp_path_factory.mktemp("ckpt") / "fastscnn.pt", "fastscnn", INT8_SIZE)

@@ -7,13 +7,11 @@ import json
 
 import numpy as np
 import pytest
-import torch
+from fakedata import untrained_checkpoint
 
 from edgeseg import backends
 from edgeseg.build import BuildRequest, build_engine
-from edgeseg.checkpoint import save
 from edgeseg.errors import EdgesegError
-from edgeseg.models import build
 from edgeseg.runtime import load
 
 STATUS = backends.availability("tensorrt")
@@ -23,12 +21,7 @@ SIZE = (64, 96)
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    from edgeseg.data.synthetic import SYNTHETIC_INFO
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "lraspp.pt"
-    save(path, build("lraspp", 11), {"dataset": SYNTHETIC_INFO.to_dict(), "train_crop": list(SIZE)})
-    return path
+    return untrained_checkpoint(tmp_path_factory.mktemp("ckpt") / "lraspp.pt", "lraspp", SIZE)
 
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
