@@ -15,9 +15,9 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .bench import BenchResult, BenchRun
 import numpy as np
 
+from .bench import BenchResult, BenchRun
 from .errors import BadInputError, EdgesegError
 from .stats import bootstrap_ratio
 
