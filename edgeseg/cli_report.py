@@ -114,14 +114,16 @@ def run_compare(args: argparse.Namespace) -> int:
 def run_report(args: argparse.Namespace) -> int:
     from .gate import parse_evals
     from .report import collect, markdown, write_report
+    from .report_stream import read_stream
 
     rows, runs = collect(args.results, parse_evals(args.eval))
-    print(markdown(rows, runs), end="")
+    streams = [read_stream(p) for p in args.stream or ()]
+    print(markdown(rows, runs, streams), end="")
     if args.out:
-        text = write_report(args.out, rows, runs, args.title)
+        text = write_report(args.out, rows, runs, args.title, streams)
         print(f"wrote {args.out} ({len(text.encode()) / 1024:.1f} KiB)")
     if args.markdown:
-        write_report(args.markdown, rows, runs, args.title)
+        write_report(args.markdown, rows, runs, args.title, streams)
         print(f"wrote {args.markdown}")
     return 0
 
@@ -131,6 +133,8 @@ def add_report_commands(sub) -> None:
     p.add_argument("results", nargs="+", help="bench JSON files (edgeseg bench --json), schema version 2")
     p.add_argument("--eval", action="append", metavar="[ENGINE=]FILE",
                    help="accuracy from `edgeseg eval --engine ... --json` for the accuracy-vs-latency chart")
+    p.add_argument("--stream", action="append", metavar="FILE",
+                   help="statistics from `edgeseg stream ... --stats FILE.json`: end-to-end vs engine-only (repeatable)")
     p.add_argument("--out", help="report.html (self-contained HTML) or report.md")
     p.add_argument("--markdown", metavar="FILE.md", help="also write the Markdown table")
     p.add_argument("--title", default="edgeseg benchmark report")

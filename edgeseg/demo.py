@@ -158,7 +158,8 @@ def _bench(config: DemoConfig, out: Path, engines: dict[str, Path]):
 
     frames = encoded_frames(parse_spec(f"{config.data}:val", "val"))
     run = bench_engines([str(engines["fp32"]), str(engines["int8"])], frames, progress=config.progress,
-                        context={"data": f"{config.data}:val", "command": "edgeseg demo"})
+                        context={"data": f"{config.data}:val", "command": "edgeseg demo",
+                                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     (out / "bench.json").write_text(to_json(run))
     return run, f"{format_table(run.results)}\n      -> {out / 'bench.json'}"
 
@@ -188,11 +189,13 @@ def _stream(out: Path, engine: Path, video: Path):
 
 def _report(out: Path, evaluation: dict):
     from .report import collect, write_report
+    from .report_stream import read_stream
 
     rows, runs = collect([str(out / "bench.json")], {"int8": evaluation, "fp32": _reference_eval(evaluation)})
+    streams = [read_stream(out / "stream.json")]
     html, md = out / "report.html", out / "report.md"
-    write_report(html, rows, runs, "edgeseg demo")
-    write_report(md, rows, runs, "edgeseg demo")
+    write_report(html, rows, runs, "edgeseg demo", streams)
+    write_report(md, rows, runs, "edgeseg demo", streams)
     return (html, md), f"-> {html}, {md}"
 
 

@@ -14,6 +14,7 @@ from typing import Sequence
 
 from .bench import STAGES, BenchResult, BenchRun, read_json
 from .envinfo import short
+from .report_stream import html_streams, markdown_streams
 from .svgplot import box_strip, scatter, stacked_bars
 
 
@@ -77,7 +78,7 @@ HEADERS = ["engine", "backend", "precision", "p50 ms", "p90 ms", "p99 ms", "mean
 NUMERIC = set(range(3, len(HEADERS) - 1))
 
 
-def markdown(rows: list[Row], runs: list[BenchRun]) -> str:
+def markdown(rows: list[Row], runs: list[BenchRun], streams: Sequence[dict] = ()) -> str:
     """A Markdown table (GitHub flavour) with one line per run saying where it ran."""
     lines = ["| " + " | ".join(HEADERS) + " |",
              "| " + " | ".join("---:" if i in NUMERIC else "---" for i in range(len(HEADERS))) + " |"]
@@ -89,7 +90,7 @@ def markdown(rows: list[Row], runs: list[BenchRun]) -> str:
         lines.append(f"Run {i}: {short(run.environment)}; {cfg.get('rounds')} interleaved rounds, "
                      f"{len(run.results[0].samples_ms) if run.results else 0} timed calls per engine; "
                      f"data {run.context.get('data', '?')}; peak RSS {_f(run.peak_rss_mb, '.0f')} MB (whole process).")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + markdown_streams(streams)
 
 
 CSS = """body{font-family:sans-serif;margin:24px;color:#222;max-width:1400px}
@@ -98,10 +99,11 @@ th{background:#f3f3f3}td.n{text-align:right;font-variant-numeric:tabular-nums}h2
 .note{color:#555;font-size:13px}"""
 
 
-def html(rows: list[Row], runs: list[BenchRun], title: str = "edgeseg benchmark report") -> str:
+def html(rows: list[Row], runs: list[BenchRun], title: str = "edgeseg benchmark report",
+         streams: Sequence[dict] = ()) -> str:
     """The whole page: results table, latency distribution, stage breakdown, accuracy vs latency, environment."""
     parts = [f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{escape(title)}</title>"
-             f"<style>{CSS}</style></head><body><h1>{escape(title)}</h1>", _html_table(rows)]
+             f"<style>{CSS}</style></head><body><h1>{escape(title)}</h1>", _html_table(rows), html_streams(streams)]
     parts += ["<h2>Latency distribution (inference, engine only)</h2>",
               box_strip([(r.label, r.result.samples_ms) for r in rows], "latency distribution per engine")]
     staged = [r for r in rows if r.result.stages_ms]
@@ -155,11 +157,12 @@ def _html_env(runs: list[BenchRun]) -> str:
     return "\n".join(out)
 
 
-def write_report(out: str | os.PathLike, rows: list[Row], runs: list[BenchRun], title: str) -> str:
+def write_report(out: str | os.PathLike, rows: list[Row], runs: list[BenchRun], title: str,
+                 streams: Sequence[dict] = ()) -> str:
     """Write HTML (.html/.htm) or Markdown (anything else) atomically; returns what was written."""
     from .io import atomic_path
 
-    text = html(rows, runs, title) if str(out).lower().endswith((".html", ".htm")) else markdown(rows, runs)
+    text = html(rows, runs, title, streams) if str(out).lower().endswith((".html", ".htm")) else markdown(rows, runs, streams)
     with atomic_path(out, overwrite=True) as tmp:
         tmp.write_text(text)
     return text

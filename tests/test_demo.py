@@ -44,7 +44,9 @@ def test_demo_runs_every_step_and_writes_every_result(tmp_path):
     stream = json.loads((out / "stream.json").read_text())
     assert stream["frames"]["processed"] == 12 and result["end_to_end_fps"] == pytest.approx(stream["fps"])
     assert result["engine_fps"] == pytest.approx(stream["engine_only"]["fps"]) and result["bench_fps"] > 0
-    assert "<svg" in (out / "report.html").read_text() and "int8" in (out / "report.md").read_text()
+    html, md = (out / "report.html").read_text(), (out / "report.md").read_text()
+    assert "<svg" in html and "<h2>Streams</h2>" in html and "Streams (`edgeseg stream`)" in md
+    assert f"{stream['fps']:.1f}" in md and f"{100 * stream['ratio']:.1f}%" in md
 
 
 def test_demo_refuses_a_folder_that_holds_files(tmp_path):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 
+import pytest
+
 from edgeseg.cli import main
 
 from bench_helpers import make_result, noisy_rounds, write_run
@@ -45,3 +47,14 @@ def test_report_refuses_unknown_schema(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "schema_version 99" in err and "fix:" in err
     assert not (tmp_path / "r.html").exists()
+
+
+def test_report_refuses_a_file_that_is_not_stream_statistics(tmp_path):
+    from edgeseg.errors import EdgesegError
+    from edgeseg.report_stream import read_stream
+
+    path = tmp_path / "bench.json"
+    path.write_text('{"kind": "edgeseg-bench", "schema_version": 2}')
+    with pytest.raises(EdgesegError, match="not stream statistics") as info:
+        read_stream(path)
+    assert "edgeseg stream" in info.value.fix
