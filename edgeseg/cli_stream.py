@@ -39,7 +39,10 @@ def add_stream_command(sub) -> None:
     p.add_argument("--engine-fps", type=int, default=50, metavar="N",
                    help="time N session.infer calls alone before and N after the stream, on the stream's frames, "
                         "and print end-to-end / engine-only (default 50; 0: skip)")
-    p.add_argument("--threads", type=int, default=None,
+    # The library's own choice (all cores) by default: on a quiet 2-core machine the engine on both cores
+    # streamed 1.5-1.6x faster end to end than on one core with the other left to decode and render
+    # (README, "Streaming"); only while other jobs held the cores did one engine thread win.
+    p.add_argument("--threads", type=int, default=0,
                    help="inference library threads (default 0: the library's own choice, all cores)")
     p.add_argument("--cv-threads", type=int, default=1,
                    help="OpenCV threads (default 1: decode, resize and render run beside the engine's threads)")
@@ -62,22 +65,14 @@ def run_stream(args: argparse.Namespace) -> int:
     config = PipelineConfig(view=args.view, alpha=args.alpha, legend=args.legend, hud=args.hud,
                             max_frames=args.max_frames, report_every_s=args.report_every,
                             engine_fps_iterations=max(0, args.engine_fps))
-    threads = default_engine_threads() if args.threads is None else args.threads
-    with load(args.engine, LoadOptions(threads=threads, device=args.device)) as session:
-        _print_start(args, session, source, sinks, threads)
+    with load(args.engine, LoadOptions(threads=args.threads, device=args.device)) as session:
+        _print_start(args, session, source, sinks, args.threads)
         pipeline = Pipeline(source, session, sinks, config)
         try:
             with _stop_on_signals(pipeline):
                 pipeline.run()
         finally:
             _finish(args, pipeline)
-    return 0
-
-
-def default_engine_threads() -> int:
-    """0, the library's own choice (all cores). On a quiet 2-core machine the engine on both cores streamed
-    1.5-1.6x faster end to end than on one core with the other left to decode and render (README,
-    "Streaming"); only when other jobs hold the cores did one engine thread win. `--threads` is the knob."""
     return 0
 
 

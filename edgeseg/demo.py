@@ -173,13 +173,12 @@ def _video(config: DemoConfig, out: Path):
 
 
 def _stream(out: Path, engine: Path, video: Path):
-    from .cli_stream import default_engine_threads
-    from .runtime import LoadOptions, load
+    from .runtime import load
     from .runtime.pipeline import Pipeline, PipelineConfig
     from .runtime.sinks import output_sink
     from .runtime.sources import VideoFile
 
-    with load(engine, LoadOptions(threads=default_engine_threads())) as session:
+    with load(engine) as session:  # the library's own thread count, as `edgeseg stream` by default
         pipeline = Pipeline(VideoFile(str(video)), session, [output_sink(out / "overlay.mp4")],
                             PipelineConfig(view="overlay", engine_fps_iterations=50))
         stats = pipeline.run()

@@ -4,7 +4,7 @@
 
 Writes a video of `--frames` frames (`--distinct` synthetic road frames repeated, at `--size`) unless it
 exists, streams every frame through the full pipeline (capture, preprocess, infer, render with legend and
-HUD, a sink), and samples the process's resident memory (VmRSS from /proc/self/status: no psutil) after
+HUD, a sink), and samples the process's resident memory (`edgeseg.bench.rss_mb`, from /proc: no psutil) after
 `--warmup` frames and every `--every` frames. Prints the growth from the post-warm-up sample to the last
 one; exits 1 if it is over `--max-growth-mb` (default 50).
 """
@@ -19,19 +19,12 @@ from pathlib import Path
 
 import cv2
 
+from edgeseg.bench import rss_mb
 from edgeseg.data.synthetic import road_video
 from edgeseg.runtime import LoadOptions, load
 from edgeseg.runtime.pipeline import Pipeline, PipelineConfig
 from edgeseg.runtime.sinks import CallbackSink
 from edgeseg.runtime.sources import VideoFile
-
-
-def rss_mb() -> float:
-    """Resident set size of this process in MiB, from /proc (Linux)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS in /proc/self/status (not Linux?)")
 
 
 def make_video(path: Path, frames: int, size: tuple[int, int], distinct: int) -> None:
@@ -58,7 +51,7 @@ def main(argv=None) -> int:
     p.add_argument("--video", default="/tmp/edgeseg-soak.mp4", help="made if missing")
     p.add_argument("--warmup", type=int, default=300)
     p.add_argument("--every", type=int, default=1000)
-    p.add_argument("--threads", type=int, default=1, help="engine threads (1 on this 2-core machine)")
+    p.add_argument("--threads", type=int, default=1, help="engine threads (default 1, as in the README soak figure; 0: the library's own choice)")
     p.add_argument("--max-growth-mb", type=float, default=50.0)
     p.add_argument("--json", help="write the samples and the verdict here")
     args = p.parse_args(argv)
