@@ -221,9 +221,12 @@ class BudgetRequest:
     max_kept: int | None = None  # most layers the search may keep in float
 
 
-def as_labels(out: np.ndarray) -> np.ndarray:
-    """Graphs built without --fuse-argmax return logits; the budget scores label maps."""
-    return out.argmax(1) if out.ndim == 4 else out
+def as_labels(out: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Label maps at the frames' `size` from what a graph returns: labels as they are; logits, full-size
+    or low-resolution (a graph whose tail runs on the host), upsampled and argmaxed as the session does."""
+    from .tail import upsample_argmax
+
+    return upsample_argmax(out, size) if out.ndim == 4 else out
 
 
 def budgeted_qdq(onnx_path: Path, out_path: Path, spec, activations: str,

@@ -78,7 +78,7 @@ def run_build(args: argparse.Namespace) -> int:
         model_options={"backbone": args.backbone} if args.backbone else {}, num_classes=args.num_classes,
         precision=args.precision, backend=args.backend, input_size=args.input_size, batch=args.batch,
         dynamic=args.dynamic, fuse_preprocess=args.fuse_preprocess, fuse_argmax=args.fuse_argmax,
-        exporter=args.exporter, out=args.out, force=args.force, backend_options=backend_options,
+        tail=args.tail, exporter=args.exporter, out=args.out, force=args.force, backend_options=backend_options,
         calib=args.calib, calib_size=args.calib_size, calib_method=args.calib_method, val=args.val,
         keep_float=tuple(args.keep_float or ()), max_miou_drop=args.max_miou_drop, val_size=args.val_size,
         max_float_layers=args.max_float_layers, speed_guard=not args.no_speed_guard)
@@ -207,6 +207,9 @@ def add_engine_commands(sub, size_arg) -> None:
     p.add_argument("--backend", choices=("auto", "onnxruntime", "openvino", "tensorrt", "torch"), default="auto")
     p.add_argument("--out", help="engine directory (default engines/MODEL-PRECISION-BACKEND)")
     _add_graph_options(p, size_arg)
+    p.add_argument("--tail", choices=("auto", "host", "engine"), default="auto",
+                   help="where the logits' upsampling and the argmax run: host (the session, boundary cells "
+                        "only; auto's choice for onnxruntime and openvino) or engine (in the graph)")
     p.add_argument("--device", help="OpenVINO device (CPU, GPU, NPU)")
     p.add_argument("--dla-core", type=int, help="TensorRT: run on this DLA core with GPU fallback (Jetson)")
     p.add_argument("--workspace", type=float, help="TensorRT workspace limit in MiB (default 1024)")

@@ -45,6 +45,8 @@ class ExportOptions:
     fuse_argmax: bool = True  # output (N, H, W) class ids instead of (N, C, H, W) logits
     simplify: bool = True
     exporter: Literal["dynamo", "torchscript"] = "dynamo"
+    # end at the low-resolution logits; the session upsamples and takes the argmax (edgeseg.tail)
+    host_tail: bool = False
 
 
 @dataclass
@@ -56,7 +58,7 @@ class ExportResult:
     input_shape: list
     input_dtype: str
     output_name: str
-    output_kind: str
+    output_kind: str  # "labels", "logits" or "lowres-logits" (upsampled and argmaxed by the session)
     output_shape: list
     output_dtype: str
     nodes_exported: int
@@ -186,6 +188,11 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, num_classes: int, mea
         if problem:
             notes.append(problem)
             warnings.warn(f"{problem}; keeping the unsimplified graph")
+    output_kind = "labels" if options.fuse_argmax else "logits"
+    if options.host_tail and options.fuse_argmax:
+        output_kind, note = _cut_tail(proto)
+        if note:
+            notes.append(note)
     try:
         onnx.checker.check_model(proto, full_check=True)
     except onnx.checker.ValidationError as exc:
@@ -194,10 +201,19 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, num_classes: int, mea
         onnx.save(proto, str(tmp))
     graph = proto.graph
     return ExportResult(str(path), exporter, OPSETS[exporter], graph.input[0].name, _shape(graph.input[0]),
-                        _dtype(graph.input[0]), graph.output[0].name,
-                        "labels" if options.fuse_argmax else "logits", _shape(graph.output[0]),
+                        _dtype(graph.input[0]), graph.output[0].name, output_kind, _shape(graph.output[0]),
                         _dtype(graph.output[0]), nodes_exported, len(graph.node),
                         options.simplify and problem is None, time.perf_counter() - start, notes)
+
+
+def _cut_tail(proto: onnx.ModelProto) -> tuple[str, str | None]:
+    """(output kind, note): the graph ends at its low-resolution logits when its tail is bilinear."""
+    from .graph_rewrite import cut_upsample_tail
+    from .tail import KIND
+
+    if cut_upsample_tail(proto) is None:
+        return "labels", "the graph does not end in a bilinear upsampling: its argmax stays in the graph"
+    return KIND, None
 
 
 def _check_options(options: ExportOptions) -> None:

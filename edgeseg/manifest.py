@@ -46,7 +46,9 @@ class InputSpec:
 @dataclass(frozen=True)
 class OutputSpec:
     name: str
-    kind: str  # "labels": (N, H, W) class ids; "logits": (N, C, H, W) float
+    # "labels": (N, H, W) class ids; "logits": (N, C, H, W) float; "lowres-logits": (N, C, h, w) float
+    # that the session upsamples (bilinear, half-pixel) to the input size and argmaxes (edgeseg.tail)
+    kind: str
     dtype: str
     shape: tuple[int | None, ...]
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..errors import BadInputError
 from ..manifest import Manifest
+from ..tail import KIND as TAIL_KIND, first_argmax, upsample_argmax
 
 
 @dataclass(frozen=True)
@@ -67,13 +68,18 @@ class Session:
 
     def infer(self, frames: np.ndarray) -> np.ndarray:
         """(N, H, W, 3) uint8 BGR frames at the engine's input size -> (N, H, W) class ids."""
+        frames = self.check_frames(frames)
         out = self.infer_raw(frames)
-        if self.manifest.output.kind == "logits":
-            return out.argmax(1).astype(np.uint8 if out.shape[1] <= 256 else np.int32)
+        kind = self.manifest.output.kind
+        if kind == "logits":
+            return first_argmax_batch(out)
+        if kind == TAIL_KIND:  # the graph stops at low-resolution logits; upsample and argmax here
+            return upsample_argmax(out, frames.shape[1:3])
         return out
 
     def infer_raw(self, frames: np.ndarray) -> np.ndarray:
-        """The graph's own output: labels, or (N, C, H, W) logits for a graph built without --fuse-argmax."""
+        """The graph's own output: labels, (N, C, H, W) logits for a graph built without --fuse-argmax,
+        or (N, C, h, w) low-resolution logits for a graph whose tail runs on the host (`--tail host`)."""
         frames = self.check_frames(frames)
         if self._host_preprocess:
             frames = normalize(frames, self.manifest.input.mean, self.manifest.input.std)
@@ -128,6 +134,11 @@ class Session:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def first_argmax_batch(logits: np.ndarray) -> np.ndarray:
+    """(N, C, H, W) -> (N, H, W) class ids."""
+    return np.stack([first_argmax(np.asarray(one)) for one in logits])
 
 
 def normalize(frames: np.ndarray, mean, std) -> np.ndarray:

@@ -44,7 +44,8 @@ def build(onnx_path: Path, out_dir: Path, spec: BuildSpec) -> Built:
             options["budget"] = report.to_dict()
             print(report.summary())
         note = (f"Q/DQ INT8, U8S8 ({result.quantized_nodes} quantized tensors; CPU INT8 kernels, VNNI where present)"
-                + (f"; kept in fp32: {', '.join(result.excluded)}" if result.excluded else ""))
+                + (f"; kept in fp32: {', '.join(result.excluded)}" if result.excluded else "")
+                + (f"; {result.folded_input['padding']}" if result.folded_input else ""))
     session = _session(out_dir / engine, threads=0)  # prove it loads before it is published
     del session
     files = [engine] + ([ENGINE_FILE] if engine != ENGINE_FILE else [])
@@ -68,7 +69,7 @@ def _int8(onnx_path: Path, out_dir: Path, spec: BuildSpec):
     def predictor_for(graph: Path):
         session = _session(graph, threads=0)
         name = session.get_inputs()[0].name
-        return lambda frames: as_labels(session.run(None, {name: frames})[0])
+        return lambda frames: as_labels(session.run(None, {name: frames})[0], frames.shape[1:3])
 
     return budgeted_qdq(onnx_path, out_dir / INT8_FILE, spec, "u8", predictor_for)
 

@@ -1,0 +1,165 @@
+"""The host tail (upsample + argmax of low-resolution logits) and the graph rewrites that make
+INT8 pay on CPUs: the tail cut and the preprocessing folded into the first convolution."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from torch import nn
+
+from edgeseg.build import BuildRequest, build_engine
+from edgeseg.calibration import open_calibration
+from edgeseg.errors import BadInputError
+from edgeseg.export import ExportOptions, export_onnx
+from edgeseg.graph_rewrite import GREY, cut_upsample_tail, fold_preprocess
+from edgeseg.models import build
+from edgeseg.quantize import qdq_from_onnx
+from edgeseg.runtime import load
+from edgeseg.tail import first_argmax, upsample_argmax
+
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def _torch_labels(logits: np.ndarray, size) -> np.ndarray:
+    up = nn.functional.interpolate(torch.from_numpy(logits), size=size, mode="bilinear", align_corners=False)
+    return up.argmax(1).numpy()
+
+
+def _smooth_logits(rng, n, c, h, w, noise):
+    """Class fields that vary slowly, as a trained network's do, plus per-pixel noise."""
+    coarse = torch.from_numpy(rng.standard_normal((n, c, max(h // 6, 2), max(w // 6, 2))).astype(np.float32))
+    smooth = nn.functional.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=False).numpy() * 3
+    return (smooth + noise * rng.standard_normal((n, c, h, w))).astype(np.float32)
+
+
+@pytest.mark.parametrize("c,h,w,size,noise", [
+    (11, 45, 60, (360, 480), 0.0),  # Fast-SCNN at 360x480: x8, the boundary-cell path
+    (11, 90, 120, (360, 480), 0.3),  # DeepLabV3+ decoder: x4
+    (19, 12, 15, (384, 480), 1.0),  # x32 x32, noisy
+    (21, 16, 16, (32, 32), 5.0),  # x2, mostly noise: nearly every cell mixed
+    (11, 23, 30, (360, 480), 0.2),  # not an integer factor: every pixel through OpenCV
+    (5, 7, 9, (21, 27), 0.5),  # odd factor x3: every pixel
+    (1, 8, 8, (64, 64), 0.0),  # one class
+])
+def test_host_tail_gives_the_labels_of_bilinear_upsampling_then_argmax(c, h, w, size, noise):
+    rng = np.random.default_rng(c * 100 + h)
+    logits = _smooth_logits(rng, 2, c, h, w, noise)
+    ours = upsample_argmax(logits, size)
+    assert ours.shape == (2, *size) and ours.dtype == np.uint8
+    np.testing.assert_array_equal(ours, _torch_labels(logits, size))
+
+
+def test_host_tail_keeps_the_first_class_on_ties():
+    logits = np.zeros((1, 4, 6, 8), np.float32)
+    logits[0, 1:3, :, 4:] = 1.0  # classes 1 and 2 tied on the right half
+    ours = upsample_argmax(logits, (48, 64))
+    np.testing.assert_array_equal(ours, _torch_labels(logits, (48, 64)))
+    assert set(np.unique(ours)) == {0, 1}
+
+
+def test_first_argmax_is_numpys_argmax_with_ties():
+    scores = np.random.default_rng(0).integers(0, 4, (11, 37, 53)).astype(np.float32)  # many ties
+    np.testing.assert_array_equal(first_argmax(scores), scores.argmax(0))
+    assert first_argmax(np.random.default_rng(1).standard_normal((300, 5))).dtype == np.int32  # > 256 classes
+
+
+def _fastscnn():
+    torch.manual_seed(0)
+    return build("fastscnn", 11).eval()
+
+
+def test_tail_cut_ends_the_graph_at_the_logits(tmp_path):
+    result = export_onnx(_fastscnn(), tmp_path / "m.onnx", 11, MEAN, STD,
+                         ExportOptions((64, 96), host_tail=True))
+    assert result.output_kind == "lowres-logits" and result.output_shape == [1, 11, 8, 12]
+    graph = onnx.load(str(tmp_path / "m.onnx")).graph
+    assert not {n.op_type for n in graph.node} & {"ArgMax"} and graph.output[0].name == "logits"
+    full = export_onnx(_fastscnn(), tmp_path / "full.onnx", 11, MEAN, STD, ExportOptions((64, 96)))
+    assert full.output_kind == "labels"
+    frames = np.random.default_rng(0).integers(0, 256, (1, 64, 96, 3), dtype=np.uint8)
+    run = lambda p: ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {"frames": frames})[0]
+    np.testing.assert_array_equal(upsample_argmax(run(tmp_path / "m.onnx"), (64, 96)), run(tmp_path / "full.onnx"))
+
+
+class _FullResolution(nn.Module):
+    """A network with no upsampling at its end (as U-Net): there is no tail to move."""
+
+    num_classes = 4
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+def test_graphs_without_a_bilinear_tail_keep_their_argmax(tmp_path):
+    result = export_onnx(_FullResolution().eval(), tmp_path / "m.onnx", 4, MEAN, STD, ExportOptions((32, 32), host_tail=True))
+    assert result.output_kind == "labels" and any("argmax stays" in note for note in result.warnings)
+    assert cut_upsample_tail(onnx.load(str(tmp_path / "m.onnx"))) is None
+
+
+def test_folded_preprocessing_is_exact_inside_and_pads_with_grey(tmp_path):
+    torch.manual_seed(0)
+    export_onnx(_FullResolution().eval(), tmp_path / "m.onnx", 4, MEAN, STD, ExportOptions((32, 48), fuse_argmax=False))
+    model = onnx.load(str(tmp_path / "m.onnx"))
+    folded = fold_preprocess(model)
+    assert folded is not None and folded.zero_point == GREY
+    assert {n.op_type for n in model.graph.node} == {"Transpose", "Cast", "Sub", "Conv"}  # no flip, no Mul
+    frames = np.random.default_rng(0).integers(0, 256, (1, 32, 48, 3), dtype=np.uint8)
+    run = lambda m, x: ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        None, {"frames": x})[0]
+    original, rewritten = run(onnx.load(str(tmp_path / "m.onnx")), frames), run(model, frames)
+    np.testing.assert_allclose(rewritten[..., 1:-1, 1:-1], original[..., 1:-1, 1:-1], rtol=1e-4, atol=1e-4)
+    # at the border the rewritten graph pads with the grey frame value, as if the frame had a grey frame
+    bordered = np.pad(frames, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=GREY)
+    export_onnx(_unpadded(), tmp_path / "valid.onnx", 4, MEAN, STD, ExportOptions((34, 50), fuse_argmax=False))
+    np.testing.assert_allclose(rewritten, run(onnx.load(str(tmp_path / "valid.onnx")), bordered), rtol=1e-4, atol=1e-4)
+
+
+def _unpadded() -> nn.Module:
+    """The same convolution without padding, for frames that carry their own border."""
+    torch.manual_seed(0)
+    padded = _FullResolution()
+    plain = _FullResolution()
+    plain.conv = nn.Conv2d(3, 4, 3, padding=0)
+    plain.conv.load_state_dict(padded.conv.state_dict())
+    return plain.eval()
+
+
+def test_u8_qdq_graph_reads_the_frame_directly(tmp_path, camvid_root):
+    export_onnx(build("fastscnn", 11).eval(), tmp_path / "m.onnx", 11, MEAN, STD, ExportOptions((64, 96), host_tail=True))
+    calib = open_calibration(f"camvid:{camvid_root}:train", (64, 96), count=2, progress=False)
+    result = qdq_from_onnx(tmp_path / "m.onnx", tmp_path / "q.onnx", calib, "minmax", activations="u8",
+                           cache_root=tmp_path / "cache")
+    assert result.folded_input["frame_feeds_int8_directly"] and result.folded_input["zero_point"] == GREY
+    graph = onnx.load(str(tmp_path / "q.onnx")).graph
+    first_dq = next(n for n in graph.node if n.op_type == "DequantizeLinear" and "Transpose" in _producer_op(graph, n.input[0]))
+    assert first_dq is not None and not any(n.op_type in ("Mul", "Slice") for n in graph.node[:5])
+    assert set(result.excluded) == {"node_permute"}  # the rest of the preprocessing is gone
+    s8 = qdq_from_onnx(tmp_path / "m.onnx", tmp_path / "s8.onnx", calib, "minmax", activations="s8",
+                       cache_root=tmp_path / "cache")
+    assert s8.folded_input is None  # TensorRT's symmetric graph keeps the exact preprocessing
+
+
+def _producer_op(graph, tensor: str) -> str:
+    return next((n.op_type for n in graph.node if tensor in n.output), "")
+
+
+def test_build_tail_choice(int8_checkpoint, tmp_path):
+    engine = build_engine(BuildRequest(checkpoint=str(int8_checkpoint), backend="onnxruntime", tail="engine",
+                                       out=str(tmp_path / "e")))
+    host = build_engine(BuildRequest(checkpoint=str(int8_checkpoint), backend="onnxruntime", out=str(tmp_path / "h")))
+    assert engine.manifest.output.kind == "labels" and host.manifest.output.kind == "lowres-logits"
+    frames = np.random.default_rng(0).integers(0, 256, (1, 64, 96, 3), dtype=np.uint8)
+    with load(engine.path) as a, load(host.path) as b:
+        np.testing.assert_array_equal(a.infer(frames), b.infer(frames))
+        assert b.infer_raw(frames).shape == (1, 11, 8, 12)
+    with pytest.raises(BadInputError, match="torch backend"):
+        build_engine(BuildRequest(checkpoint=str(int8_checkpoint), backend="torch", tail="host", out=str(tmp_path / "t")))
+    with pytest.raises(BadInputError, match="unknown tail"):
+        build_engine(BuildRequest(checkpoint=str(int8_checkpoint), backend="onnxruntime", tail="gpu", out=str(tmp_path / "x")))
