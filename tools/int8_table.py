@@ -65,7 +65,7 @@ def table(engines: list[Path], scores: dict, bench: dict) -> str:
     fp32 = {b: timed[f"{b}-fp32"]["latency_ms"]["mean"] for b in ("onnxruntime", "openvino")}
     first = next(iter(scores.values()))
     lines = [f"FP32 checkpoint (PyTorch): {100 * first['reference']['miou']:.2f}% mIoU on val", "",
-             "| engine | precision as run | mIoU % | drop (points) | pixel agreement | layers not INT8 | mean ms | p50 ms | "
+             "| engine | precision as run | mIoU % | drop (points) | pixel agreement | layers kept in float (budget) | mean ms | p50 ms | "
              "INT8/FP32 latency |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for engine in engines:
         manifest = json.loads((engine / "manifest.json").read_text())
