@@ -45,8 +45,8 @@ def _attr(node: onnx.NodeProto, name: str, default=None):
 
 
 def _rename(graph: onnx.GraphProto, old: str, new: str) -> None:
+    _rename_input(graph, old, new)
     for node in graph.node:
-        node.input[:] = [new if name == old else name for name in node.input]
         node.output[:] = [new if name == old else name for name in node.output]
     for info in graph.value_info:
         if info.name == old:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import numpy as np
 
 KIND = "lowres-logits"  # OutputSpec.kind of a graph whose tail runs here
-MODE = "bilinear-half-pixel"
 
 
 def upsample_argmax(logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import BadInputError
 from ..manifest import Manifest
-from ..tail import KIND as TAIL_KIND, first_argmax, upsample_argmax
+from ..tail import KIND as TAIL_KIND, upsample_argmax
 
 
 @dataclass(frozen=True)
@@ -69,18 +69,17 @@ class Session:
     def infer(self, frames: np.ndarray) -> np.ndarray:
         """(N, H, W, 3) uint8 BGR frames at the engine's input size -> (N, H, W) class ids."""
         frames = self.check_frames(frames)
-        out = self.infer_raw(frames)
-        kind = self.manifest.output.kind
-        if kind == "logits":
-            return first_argmax_batch(out)
-        if kind == TAIL_KIND:  # the graph stops at low-resolution logits; upsample and argmax here
+        out = self._run_checked(frames)
+        if self.manifest.output.kind in ("logits", TAIL_KIND):  # full-size logits only need the argmax
             return upsample_argmax(out, frames.shape[1:3])
         return out
 
     def infer_raw(self, frames: np.ndarray) -> np.ndarray:
         """The graph's own output: labels, (N, C, H, W) logits for a graph built without --fuse-argmax,
         or (N, C, h, w) low-resolution logits for a graph whose tail runs on the host (`--tail host`)."""
-        frames = self.check_frames(frames)
+        return self._run_checked(self.check_frames(frames))
+
+    def _run_checked(self, frames: np.ndarray) -> np.ndarray:
         if self._host_preprocess:
             frames = normalize(frames, self.manifest.input.mean, self.manifest.input.std)
         return self._run(frames)
@@ -134,11 +133,6 @@ class Session:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def first_argmax_batch(logits: np.ndarray) -> np.ndarray:
-    """(N, C, H, W) -> (N, H, W) class ids."""
-    return np.stack([first_argmax(np.asarray(one)) for one in logits])
 
 
 def normalize(frames: np.ndarray, mean, std) -> np.ndarray:
