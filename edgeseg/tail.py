@@ -58,52 +58,83 @@ def _boundary_cells(logits: np.ndarray, height: int, width: int) -> np.ndarray:
     """
     c, h, w = logits.shape
     fy, fx = height // h, width // w
-    padded = np.pad(logits, ((0, 0), (1, 1), (1, 1)), mode="edge")
+    padded = _edge_pad(logits)
     coarse = first_argmax(padded)
     top_left = coarse[:-1, :-1]
     uniform = (top_left == coarse[1:, :-1]) & (top_left == coarse[:-1, 1:]) & (top_left == coarse[1:, 1:])
-    cells = np.empty((h + 1, fy, w + 1, fx), coarse.dtype)
-    cells[...] = top_left[:, None, :, None]
+    # every cell filled with its top-left class: columns repeated, rows broadcast (long inner loops)
+    wide = np.repeat(top_left, fx, axis=1)
+    virtual = np.broadcast_to(wide[:, None, :], (h + 1, fy, (w + 1) * fx)).reshape((h + 1) * fy, (w + 1) * fx)
     rows, cols = np.nonzero(~uniform)
     if len(rows):
-        cells[rows, :, cols, :] = _interpolate_cells(padded, rows, cols, fy, fx)
-    virtual = cells.reshape((h + 1) * fy, (w + 1) * fx)
+        cells = virtual.reshape(h + 1, fy, w + 1, fx)
+        cells[rows, :, cols, :] = _interpolate_cells(padded, rows, cols, fy, fx).transpose(2, 0, 1)
     return np.ascontiguousarray(virtual[fy // 2:fy // 2 + height, fx // 2:fx // 2 + width])
 
 
+def _edge_pad(logits: np.ndarray) -> np.ndarray:
+    """np.pad(logits, 1, mode="edge") over the spatial axes, without np.pad's per-call overhead."""
+    c, h, w = logits.shape
+    padded = np.empty((c, h + 2, w + 2), logits.dtype)
+    padded[:, 1:-1, 1:-1] = logits
+    padded[:, 0, 1:-1], padded[:, -1, 1:-1] = logits[:, 0], logits[:, -1]
+    padded[:, :, 0], padded[:, :, -1] = padded[:, :, 1], padded[:, :, -2]
+    return padded
+
+
 def _interpolate_cells(padded: np.ndarray, rows: np.ndarray, cols: np.ndarray, fy: int, fx: int) -> np.ndarray:
-    """(n, fy, fx) labels of the cells whose top-left padded source pixel is (rows, cols).
+    """(fy, fx, n) labels of the n cells whose top-left padded source pixel is (rows, cols).
 
     Only the classes that can win somewhere in a cell are blended: inside a cell a class never
     exceeds its largest corner value, and the best class is at least the largest corner minimum,
     so a class whose largest corner is below that bound can never be (or tie) the maximum.
-    Typically 2-4 of 11 classes remain.
+    Typically 2-4 of 11 classes remain. Cells are the last axis throughout, so every numpy pass
+    runs one long inner loop instead of n loops of fx.
     """
-    corners = np.stack([padded[:, rows + dy, cols + dx] for dy, dx in ((0, 0), (0, 1), (1, 0), (1, 1))])
+    c, _, width = padded.shape
+    flat = padded.reshape(c, -1)
+    top_left = rows * width + cols
+    corners = np.stack([np.take(flat, top_left + offset, axis=1) for offset in (0, 1, width, width + 1)])
     bound = corners.min(0).max(0)  # (n,): what the winner reaches at least, everywhere in the cell
     candidate = corners.max(0) >= bound  # (C, n)
     count = candidate.sum(0)
-    labels = np.empty((len(rows), fy, fx), np.uint8 if padded.shape[0] <= 256 else np.int32)
     few = count <= 3  # most boundary cells are between two or three classes: blend those three at most
-    for group in (few, ~few):
-        if group.any():
-            labels[group] = _blend_candidates(corners[:, :, group], candidate[:, group], int(count[group].max()), fy, fx)
+    if few.all() or not few.any():
+        return _blend_candidates(corners, candidate, int(count.max()), fy, fx)
+    labels = np.empty((fy, fx, len(rows)), np.uint8 if c <= 256 else np.int32)
+    for group in (np.nonzero(few)[0], np.nonzero(~few)[0]):
+        labels[:, :, group] = _blend_candidates(corners[:, :, group], candidate[:, group],
+                                                int(count[group].max()), fy, fx)
     return labels
 
 
+def _candidate_classes(candidate: np.ndarray, keep: int) -> np.ndarray:
+    """(keep, n) class ids: each cell's candidates in ascending order (the first-maximum rule holds),
+    then copies of its first candidate, which can never beat or precede the original."""
+    cells, class_ids = np.nonzero(candidate.T)  # grouped by cell, classes ascending within each
+    count = np.bincount(cells, minlength=candidate.shape[1])
+    start = np.cumsum(count) - count
+    classes = np.broadcast_to(class_ids[start], (keep, candidate.shape[1])).copy()
+    classes[np.arange(len(cells)) - start[cells], cells] = class_ids
+    return classes
+
+
 def _blend_candidates(corners: np.ndarray, candidate: np.ndarray, keep: int, fy: int, fx: int) -> np.ndarray:
-    """(n, fy, fx) labels from (4, C, n) corner logits, blending `keep` candidate classes per cell."""
-    # the candidates of each cell first, in ascending class order (so the first-maximum rule holds)
-    classes = np.argsort(~candidate, axis=0, kind="stable")[:keep]  # (K, n)
-    picked = np.take_along_axis(corners, classes[None], axis=1)[..., None, None]  # (4, K, n, 1, 1)
-    wy = ((np.arange(fy, dtype=np.float32) + 0.5) / fy)[:, None]
-    wx = (np.arange(fx, dtype=np.float32) + 0.5) / fx
+    """(fy, fx, n) labels from (4, C, n) corner logits, blending `keep` candidate classes per cell."""
+    classes = _candidate_classes(candidate, keep)  # (K, n)
+    picked = np.take_along_axis(corners, classes[None], axis=1)[:, :, None, None, :]  # (4, K, 1, 1, n)
+    wy = ((np.arange(fy, dtype=np.float32) + 0.5) / fy)[:, None, None]  # (fy, 1, 1)
+    wx = ((np.arange(fx, dtype=np.float32) + 0.5) / fx)[:, None]  # (fx, 1)
     # along W first, then H, in PyTorch's order, so rounding matches its bilinear kernel where it can
-    upper = (1 - wx) * picked[0] + wx * picked[1]
+    upper = (1 - wx) * picked[0] + wx * picked[1]  # (K, 1, fx, n)
     lower = (1 - wx) * picked[2] + wx * picked[3]
     blend = (1 - wy) * upper
-    blend += wy * lower  # (K, n, fy, fx)
-    return classes[first_argmax(blend), np.arange(corners.shape[2])[:, None, None]]
+    blend += wy * lower  # (K, fy, fx, n)
+    best = first_argmax(blend)  # (fy, fx, n): the winning slot
+    labels = np.broadcast_to(classes[0].astype(np.uint8 if corners.shape[1] <= 256 else np.int32), best.shape).copy()
+    for slot in range(1, keep):
+        np.copyto(labels, classes[slot], where=best == slot, casting="unsafe")
+    return labels
 
 
 def _every_pixel(logits: np.ndarray, height: int, width: int) -> np.ndarray:

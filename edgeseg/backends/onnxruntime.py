@@ -93,6 +93,11 @@ def _session(path: Path, threads: int):
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if threads:
         options.intra_op_num_threads = threads
+    # ORT's idle workers spin on their cores after each run by default, and the host tail, the
+    # stream's capture and render threads and every other engine in the process wait for those cores.
+    # On this 2-core machine, two 2-thread sessions called in turn (as bench does) took 102 and 55 ms
+    # per call spinning and 50 and 20 ms not; one session alone was the same either way.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # ORT raises its own Fail/InvalidGraph types for corrupt files
@@ -108,6 +113,11 @@ class OrtSession(Session):
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         return self._session.run(None, {self._input: batch})[0]
+
+    def describe(self) -> dict:
+        options = self._session.get_session_options()  # what ORT holds, not what was asked
+        spinning = options.get_session_config_entry("session.intra_op.allow_spinning") != "0"
+        return {**super().describe(), "threads": options.intra_op_num_threads, "spinning": spinning}
 
 
 def load(manifest: Manifest, root: Path, options: LoadOptions = LoadOptions()) -> Session:

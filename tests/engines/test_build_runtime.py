@@ -83,6 +83,15 @@ def test_openvino_fp32_runs_true_f32_and_second_load_uses_the_cache(checkpoint, 
     assert any((tmp_path / "cache").iterdir())  # compiled blob written for the next load
 
 
+@pytest.mark.skipif("onnxruntime" not in CPU_BACKENDS, reason="onnxruntime is not installed")
+def test_onnxruntime_sessions_take_the_threads_asked_and_do_not_spin(checkpoint, tmp_path):
+    """Spinning workers of one session starve the host tail, the stream's threads and other sessions."""
+    result = build_engine(BuildRequest(checkpoint=str(checkpoint), backend="onnxruntime", out=str(tmp_path / "e")))
+    with load(result.path, LoadOptions(threads=2)) as session:
+        described = session.describe()
+    assert described["threads"] == 2 and described["spinning"] is False
+
+
 def test_build_refuses_without_checkpoint_and_stamps_random_weights(tmp_path):
     with pytest.raises(EdgesegError, match="no --checkpoint") as err:
         build_engine(BuildRequest(model="lraspp", backend="onnxruntime", input_size=SIZE, out=str(tmp_path / "a")))
