@@ -10,6 +10,8 @@ ONNX Runtime's INT8 run.
   first convolution's weights, and the frame's uint8 values feed that convolution directly (one
   scalar zero point). Interior pixels compute exactly what the unfolded graph computes; the
   convolution's zero padding becomes the grey `zero_point` instead of the per-channel mean.
+
+Rewrites of the quantized graph itself are in `edgeseg.qdq_rewrite`.
 """
 
 from __future__ import annotations
@@ -198,3 +200,4 @@ def prune_initializers(model: onnx.ModelProto) -> None:
 def _rename_input(graph: onnx.GraphProto, old: str, new: str) -> None:
     for node in graph.node:
         node.input[:] = [new if name == old else name for name in node.input]
+

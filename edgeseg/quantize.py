@@ -39,6 +39,7 @@ class QuantResult:
     seconds: float = 0.0
     activations: str = "s8"
     folded_input: dict | None = None  # u8: the preprocessing folded into the first convolution (graph_rewrite)
+    shared_concats: int = 0  # concats whose inputs took one scale, so they copy (graph_rewrite)
 
     def summary(self) -> str:
         hit = "cached ranges" if self.cache_hit else f"calibrated on {self.calibration['images']} images"
@@ -142,6 +143,7 @@ def _qdq(src, dst, calib, method, exclude, activations, cache_root, overwrite, f
                         nodes_to_exclude=list(exclude), calibrate_method=calibrate_method,
                         calibration_cache_path=str(cache), extra_options=extra)
         folded_info = _elide_frame_quantize(tmp, folded)
+        shared = _share_concat_scales(tmp)
     if not hit:
         seal_cache(cache, key)
     nodes = onnx.load(str(dst)).graph.node
@@ -149,22 +151,39 @@ def _qdq(src, dst, calib, method, exclude, activations, cache_root, overwrite, f
     present = {n.name for n in nodes}
     exclude = [name for name in exclude if name in present]  # the fold removes some preprocessing nodes
     return QuantResult(str(dst), method, calib.describe(), str(cache), hit, exclude, quantized,
-                       time.perf_counter() - start, activations, folded_info)
+                       time.perf_counter() - start, activations, folded_info, shared)
+
+
+def _share_concat_scales(path: Path) -> int:
+    import onnx
+
+    from .qdq_rewrite import share_concat_scales
+
+    model = onnx.load(str(path))
+    shared = share_concat_scales(model)
+    if shared:
+        onnx.save(model, str(path))
+    return shared
 
 
 def _elide_frame_quantize(path: Path, folded) -> dict | None:
-    """Let the first DequantizeLinear read the uint8 frame; describe the fold for the manifest."""
+    """Let the first DequantizeLinear read the uint8 frame, and the first convolution take it in 2x2
+    blocks (`qdq_rewrite.blocks_into_first_conv`); describe the fold for the manifest."""
     if folded is None:
         return None
     import onnx
 
     from .graph_rewrite import elide_input_quantize
 
+    from .qdq_rewrite import blocks_into_first_conv
+
     model = onnx.load(str(path))
     elided = elide_input_quantize(model, folded)
+    blocks = elided and blocks_into_first_conv(model)
     if elided:
         onnx.save(model, str(path))
     return {"conv": folded.conv, "zero_point": folded.zero_point, "frame_feeds_int8_directly": elided,
+            "first_conv_on_2x2_blocks": blocks,
             "padding": f"the first convolution pads with grey {folded.zero_point} instead of the per-channel mean"}
 
 

@@ -121,8 +121,10 @@ def _candidate_classes(candidate: np.ndarray, keep: int) -> np.ndarray:
 
 def _blend_candidates(corners: np.ndarray, candidate: np.ndarray, keep: int, fy: int, fx: int) -> np.ndarray:
     """(fy, fx, n) labels from (4, C, n) corner logits, blending `keep` candidate classes per cell."""
+    n = corners.shape[2]
     classes = _candidate_classes(candidate, keep)  # (K, n)
-    picked = np.take_along_axis(corners, classes[None], axis=1)[:, :, None, None, :]  # (4, K, 1, 1, n)
+    flat = classes * n + np.arange(n)  # flat indices into (C, n): plain takes beat take_along_axis here
+    picked = np.take(corners.reshape(4, -1), flat, axis=1)[:, :, None, None, :]  # (4, K, 1, 1, n)
     wy = ((np.arange(fy, dtype=np.float32) + 0.5) / fy)[:, None, None]  # (fy, 1, 1)
     wx = ((np.arange(fx, dtype=np.float32) + 0.5) / fx)[:, None]  # (fx, 1)
     # along W first, then H, in PyTorch's order, so rounding matches its bilinear kernel where it can
@@ -131,10 +133,8 @@ def _blend_candidates(corners: np.ndarray, candidate: np.ndarray, keep: int, fy:
     blend = (1 - wy) * upper
     blend += wy * lower  # (K, fy, fx, n)
     best = first_argmax(blend)  # (fy, fx, n): the winning slot
-    labels = np.broadcast_to(classes[0].astype(np.uint8 if corners.shape[1] <= 256 else np.int32), best.shape).copy()
-    for slot in range(1, keep):
-        np.copyto(labels, classes[slot], where=best == slot, casting="unsafe")
-    return labels
+    ids = classes.astype(np.uint8 if corners.shape[1] <= 256 else np.int32).ravel()
+    return ids[best.astype(np.intp) * n + np.arange(n)]
 
 
 def _every_pixel(logits: np.ndarray, height: int, width: int) -> np.ndarray:

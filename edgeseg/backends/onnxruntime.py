@@ -45,7 +45,8 @@ def build(onnx_path: Path, out_dir: Path, spec: BuildSpec) -> Built:
             print(report.summary())
         note = (f"Q/DQ INT8, U8S8 ({result.quantized_nodes} quantized tensors; CPU INT8 kernels, VNNI where present)"
                 + (f"; kept in fp32: {', '.join(result.excluded)}" if result.excluded else "")
-                + (f"; {result.folded_input['padding']}" if result.folded_input else ""))
+                + (f"; {result.folded_input['padding']}" if result.folded_input else "")
+                + (f"; {result.shared_concats} concat(s) copy at one shared scale" if result.shared_concats else ""))
     session = _session(out_dir / engine, threads=0)  # prove it loads before it is published
     del session
     files = [engine] + ([ENGINE_FILE] if engine != ENGINE_FILE else [])

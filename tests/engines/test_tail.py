@@ -15,6 +15,7 @@ from edgeseg.calibration import open_calibration
 from edgeseg.errors import BadInputError
 from edgeseg.export import ExportOptions, export_onnx
 from edgeseg.graph_rewrite import GREY, cut_upsample_tail, fold_preprocess
+from edgeseg.qdq_rewrite import blocks_into_first_conv, share_concat_scales
 from edgeseg.models import build
 from edgeseg.quantize import qdq_from_onnx
 from edgeseg.runtime import load
@@ -137,8 +138,9 @@ def test_u8_qdq_graph_reads_the_frame_directly(tmp_path, camvid_root):
     result = qdq_from_onnx(tmp_path / "m.onnx", tmp_path / "q.onnx", calib, "minmax", activations="u8",
                            cache_root=tmp_path / "cache")
     assert result.folded_input["frame_feeds_int8_directly"] and result.folded_input["zero_point"] == GREY
+    assert result.folded_input["first_conv_on_2x2_blocks"]
     graph = onnx.load(str(tmp_path / "q.onnx")).graph
-    transpose = next(n for n in graph.node if n.input and n.input[0] == "frames")
+    transpose = next(n for n in graph.node if n.input and n.input[0] == "frame_blocks")
     assert transpose.op_type == "Transpose"
     readers = [n for n in graph.node if transpose.output[0] in n.input]
     assert [n.op_type for n in readers] == ["DequantizeLinear"]  # the uint8 frame, dequantized at scale 1
@@ -162,3 +164,98 @@ def test_build_tail_choice(int8_checkpoint, tmp_path):
         build_engine(BuildRequest(checkpoint=str(int8_checkpoint), backend="torch", tail="host", out=str(tmp_path / "t")))
     with pytest.raises(BadInputError, match="unknown tail"):
         build_engine(BuildRequest(checkpoint=str(int8_checkpoint), backend="onnxruntime", tail="gpu", out=str(tmp_path / "x")))
+
+
+def _concat_graph(zero_points=(0, 0, 0)) -> onnx.ModelProto:
+    """x -> Q/DQ at 0.01 -> a; 10x -> Q/DQ at 0.1 -> b; concat(a, b) -> Q/DQ at 0.1: a Q/DQ concat as
+    ONNX Runtime's quantizer writes it, with inputs at different scales."""
+    h = onnx.helper
+    inits = [onnx.numpy_helper.from_array(np.array(v, np.float32), n) for n, v in
+             (("sa", 0.01), ("sb", 0.1), ("sc", 0.1), ("ten", 10.0))]
+    inits += [onnx.numpy_helper.from_array(np.array(z, np.uint8), n) for n, z in zip(("za", "zb", "zc"), zero_points)]
+    nodes = [h.make_node("QuantizeLinear", ["x", "sa", "za"], ["qa"]), h.make_node("DequantizeLinear", ["qa", "sa", "za"], ["a"]),
+             h.make_node("Mul", ["x", "ten"], ["x10"]),
+             h.make_node("QuantizeLinear", ["x10", "sb", "zb"], ["qb"]), h.make_node("DequantizeLinear", ["qb", "sb", "zb"], ["b"]),
+             h.make_node("Concat", ["a", "b"], ["c"], axis=1, name="cat"),
+             h.make_node("QuantizeLinear", ["c", "sc", "zc"], ["qc"]), h.make_node("DequantizeLinear", ["qc", "sc", "zc"], ["y"])]
+    graph = h.make_graph(nodes, "concat", [h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 2, 4, 4])],
+                         [h.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4, 4, 4])], inits)
+    return h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
+
+
+def _run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+
+
+def test_concat_inputs_take_the_widest_scale_and_clip_nothing():
+    model = _concat_graph()
+    x = np.random.default_rng(0).uniform(0, 2.5, (1, 2, 4, 4)).astype(np.float32)
+    before = _run(model, x)
+    assert share_concat_scales(model) == 1
+    scales = {t.name: float(onnx.numpy_helper.to_array(t)) for t in model.graph.initializer if t.name.startswith("s")}
+    assert scales == {"sa": pytest.approx(0.1), "sb": pytest.approx(0.1), "sc": pytest.approx(0.1)}
+    after = _run(model, x)
+    np.testing.assert_array_equal(after[:, 2:], before[:, 2:])  # the widest input is unchanged
+    assert np.abs(after[:, :2] - x).max() <= 0.05 + 1e-6  # the narrow one rounds at 0.1 now, unclipped
+    assert share_concat_scales(model) == 0  # stable
+
+
+def test_concat_with_different_zero_points_is_left_alone():
+    model = _concat_graph(zero_points=(0, 3, 0))
+    assert share_concat_scales(model) == 0
+    assert float(onnx.numpy_helper.to_array(next(t for t in model.graph.initializer if t.name == "sa"))) == pytest.approx(0.01)
+
+
+def test_quantized_deeplab_decoder_concat_copies(camvid_root, tmp_path):
+    torch.manual_seed(0)
+    export_onnx(build("deeplabv3plus", 11).eval(), tmp_path / "m.onnx", 11, MEAN, STD, ExportOptions((64, 96), host_tail=True))
+    calib = open_calibration(f"camvid:{camvid_root}:train", (64, 96), count=2, progress=False)
+    result = qdq_from_onnx(tmp_path / "m.onnx", tmp_path / "q.onnx", calib, "minmax", activations="u8",
+                           cache_root=tmp_path / "cache")
+    assert result.shared_concats >= 1
+    graph = onnx.load(str(tmp_path / "q.onnx")).graph
+    init = {t.name: t for t in graph.initializer}
+    producer = {o: n for n in graph.node for o in n.output}
+    for concat in (n for n in graph.node if n.op_type == "Concat"):
+        scales = {float(onnx.numpy_helper.to_array(init[producer[i].input[1]])) for i in concat.input}
+        assert len(scales) == 1, concat.name
+
+
+def _first_conv_graph(height: int, width: int, seed: int = 0) -> onnx.ModelProto:
+    """uint8 frame -> Transpose -> DQ(scale 1, zp GREY) -> Conv 3x3/2 (int8 per-channel) -> Q/DQ,
+    the start of a folded U8 graph."""
+    h, rng = onnx.helper, np.random.default_rng(seed)
+    inits = [onnx.numpy_helper.from_array(np.array(1.0, np.float32), "one"), onnx.numpy_helper.from_array(np.array(GREY, np.uint8), "grey"),
+             onnx.numpy_helper.from_array(rng.integers(-127, 128, (8, 3, 3, 3)).astype(np.int8), "w_q"),
+             onnx.numpy_helper.from_array(rng.uniform(1e-3, 1e-2, 8).astype(np.float32), "w_s"),
+             onnx.numpy_helper.from_array(np.zeros(8, np.int8), "w_z"),
+             onnx.numpy_helper.from_array(rng.standard_normal(8).astype(np.float32), "b"),
+             onnx.numpy_helper.from_array(np.array(0.05, np.float32), "y_s"), onnx.numpy_helper.from_array(np.array(128, np.uint8), "y_z")]
+    nodes = [h.make_node("Transpose", ["frames"], ["nchw"], perm=[0, 3, 1, 2]),
+             h.make_node("DequantizeLinear", ["nchw", "one", "grey"], ["x"]),
+             h.make_node("DequantizeLinear", ["w_q", "w_s", "w_z"], ["w"], axis=0),
+             h.make_node("Conv", ["x", "w", "b"], ["conv"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
+             h.make_node("QuantizeLinear", ["conv", "y_s", "y_z"], ["y_q"]), h.make_node("DequantizeLinear", ["y_q", "y_s", "y_z"], ["y"])]
+    graph = h.make_graph(nodes, "first_conv", [h.make_tensor_value_info("frames", onnx.TensorProto.UINT8, [1, height, width, 3])],
+                         [h.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)], inits)
+    return h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("height,width", [(6, 8), (360, 480)])
+def test_first_conv_on_2x2_blocks_is_bit_identical(height, width):
+    model = _first_conv_graph(height, width)
+    frames = np.random.default_rng(1).integers(0, 256, (1, height, width, 3), dtype=np.uint8)
+    run = lambda m: ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"frames": frames})[0]
+    before = run(model)
+    assert blocks_into_first_conv(model)
+    conv = next(n for n in model.graph.node if n.op_type == "Conv")
+    assert onnx.numpy_helper.to_array(next(t for t in model.graph.initializer if t.name == "w_q")).shape == (8, 12, 2, 2)
+    assert [list(a.ints) for a in conv.attribute if a.name in ("kernel_shape", "strides")] == [[2, 2], [1, 1]]
+    np.testing.assert_array_equal(run(model), before)  # same int32 sums, edges padded with grey as before
+
+
+def test_first_conv_blocks_need_an_even_frame():
+    model = _first_conv_graph(7, 8)
+    assert not blocks_into_first_conv(model)
+    assert onnx.numpy_helper.to_array(next(t for t in model.graph.initializer if t.name == "w_q")).shape == (8, 3, 3, 3)
+
