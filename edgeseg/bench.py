@@ -254,7 +254,7 @@ def files_digest(files: dict[str, str]) -> str:
 
 def _options_dict(options: LoadOptions) -> dict:
     """What a later gate needs to load the engine the same way again."""
-    return {"threads": options.threads, "performance_hint": options.performance_hint}
+    return {"threads": options.threads, "performance_hint": options.performance_hint, "spin": options.spin}
 
 
 def _open(spec: EngineSpec) -> _Engine:

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from .cli_engines import SPIN_HELP
 from .errors import EdgesegError
 
 
@@ -47,6 +48,7 @@ def add_stream_command(sub) -> None:
     p.add_argument("--cv-threads", type=int, default=1,
                    help="OpenCV threads (default 1: decode, resize and render run beside the engine's threads)")
     p.add_argument("--device", help="OpenVINO device (CPU, GPU) or TensorRT GPU index (default: as built)")
+    p.add_argument("--spin", action="store_true", help=SPIN_HELP)
     p.add_argument("--give-up", type=float, default=60.0, metavar="S",
                    help="live sources: stop after S seconds without a frame, reconnecting meanwhile (default 60)")
     p.set_defaults(func=run_stream)
@@ -65,7 +67,7 @@ def run_stream(args: argparse.Namespace) -> int:
     config = PipelineConfig(view=args.view, alpha=args.alpha, legend=args.legend, hud=args.hud,
                             max_frames=args.max_frames, report_every_s=args.report_every,
                             engine_fps_iterations=max(0, args.engine_fps))
-    with load(args.engine, LoadOptions(threads=args.threads, device=args.device)) as session:
+    with load(args.engine, LoadOptions(threads=args.threads, device=args.device, spin=args.spin)) as session:
         _print_start(args, session, source, sinks, args.threads)
         pipeline = Pipeline(source, session, sinks, config)
         try:

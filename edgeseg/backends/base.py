@@ -42,6 +42,7 @@ class LoadOptions:
     device: str | None = None  # OpenVINO device ("CPU", "GPU"), TensorRT GPU index; None: as built
     performance_hint: str = "latency"  # "latency" (one stream, a camera) or "throughput" (batches, eval)
     cache_dir: str | None = None  # OpenVINO compiled-model cache; None: <engine dir>/.cache
+    spin: bool = False  # ONNX Runtime: idle workers spin between runs (see backends/onnxruntime.py)
 
 
 @dataclass

@@ -87,7 +87,7 @@ def int8_diagnosis(root: Path, manifest: Manifest) -> str:
             "dequantize and a requantize")
 
 
-def _session(path: Path, threads: int):
+def _session(path: Path, threads: int, spin: bool = False):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -97,8 +97,9 @@ def _session(path: Path, threads: int):
     # ORT's idle workers spin on their cores after each run by default, and the host tail, the
     # stream's capture and render threads and every other engine in the process wait for those cores.
     # On this 2-core machine, two 2-thread sessions called in turn (as bench does) took 102 and 55 ms
-    # per call spinning and 50 and 20 ms not; one session alone was the same either way.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # per call spinning and 50 and 20 ms not. One session alone: Fast-SCNN INT8 5.2-5.6 ms spinning,
+    # 5.8-6.1 not; FP32 the same. So spinning is opt-in (LoadOptions.spin, --spin).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
     try:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # ORT raises its own Fail/InvalidGraph types for corrupt files
@@ -107,9 +108,10 @@ def _session(path: Path, threads: int):
 
 
 class OrtSession(Session):
-    def __init__(self, manifest: Manifest, root: Path, threads: int = 0) -> None:
+    def __init__(self, manifest: Manifest, root: Path, threads: int = 0, spin: bool = False) -> None:
         super().__init__(manifest)
-        self._session = _session(root / manifest.backend["engine"], threads or int(os.environ.get("EDGESEG_THREADS", 0)))
+        threads = threads or int(os.environ.get("EDGESEG_THREADS", 0))
+        self._session = _session(root / manifest.backend["engine"], threads, spin)
         self._input = self._session.get_inputs()[0].name
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
@@ -122,4 +124,4 @@ class OrtSession(Session):
 
 
 def load(manifest: Manifest, root: Path, options: LoadOptions = LoadOptions()) -> Session:
-    return OrtSession(manifest, root, options.threads)
+    return OrtSession(manifest, root, options.threads, options.spin)

@@ -90,6 +90,8 @@ def test_onnxruntime_sessions_take_the_threads_asked_and_do_not_spin(checkpoint,
     with load(result.path, LoadOptions(threads=2)) as session:
         described = session.describe()
     assert described["threads"] == 2 and described["spinning"] is False
+    with load(result.path, LoadOptions(spin=True)) as session:  # opt-in, for one engine alone on its cores
+        assert session.describe()["spinning"] is True
 
 
 def test_build_refuses_without_checkpoint_and_stamps_random_weights(tmp_path):
