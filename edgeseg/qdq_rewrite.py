@@ -21,6 +21,8 @@ from onnx import helper, numpy_helper
 
 from .graph_rewrite import _attr, _consumers, _producer, prune_initializers
 
+WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+
 
 def blocks_into_first_conv(model: onnx.ModelProto) -> bool:
     """frames (N, H, W, C) uint8 -> Transpose -> DequantizeLinear -> Conv 3x3/2 becomes frames ->
@@ -46,6 +48,9 @@ def blocks_into_first_conv(model: onnx.ModelProto) -> bool:
     frame_params = [init.get(name) for name in dequantize.input[1:]]
     if weight.shape[1:] != (channels, 3, 3) or any(t is None or t.dims not in ([], [1]) for t in frame_params):
         return False  # the frame's scale and zero point must be one for all channels, as the fold makes them
+    weight_zero = init.get(weight_dq.input[2]) if len(weight_dq.input) > 2 and weight_dq.input[2] else None
+    if weight_zero is not None and numpy_helper.to_array(weight_zero).any():
+        return False  # the new zero taps must dequantize to 0: symmetric weights only
     init[weight_dq.input[0]].CopyFrom(numpy_helper.from_array(_block_weight(weight), weight_dq.input[0]))
     graph.node.insert(list(graph.node).index(transpose), helper.make_node("Concat", ["frame_even_pairs", "frame_odd_pairs"],
                                                                           ["frame_blocks"], axis=3, name="frame_blocks"))
@@ -136,12 +141,14 @@ def share_concat_scales(model: onnx.ModelProto) -> int:
             if len({_scalar(init[z]) for z in zero_points}) != 1:
                 continue
             widest = max(_scalar(init[s]) for s in scales)
-            for name in scales:
-                if _scalar(init[name]) != widest:
-                    dtype = numpy_helper.to_array(init[name]).dtype
-                    init[name].CopyFrom(numpy_helper.from_array(np.array(widest, dtype), name))
-                    changed.add(node.name)
-                    grew = True
+            narrower = [name for name in scales if _scalar(init[name]) != widest]
+            if any(_feeds_weighted_op(name, users) for name in narrower):
+                continue  # its bias was quantized at input scale x weight scale: ORT would stop fusing the op
+            for name in narrower:
+                dtype = numpy_helper.to_array(init[name]).dtype
+                init[name].CopyFrom(numpy_helper.from_array(np.array(widest, dtype), name))
+                changed.add(node.name or node.output[0])
+                grew = True
         if not grew:
             break
     return len(changed)
@@ -150,11 +157,12 @@ def share_concat_scales(model: onnx.ModelProto) -> int:
 def _concat_quant_params(node, producer, users, init) -> tuple[list[str], list[str]] | None:
     """(scale names, zero-point names) of a Concat whose inputs are all dequantized and whose output
     is only quantized, with scalar parameters; None for any other Concat."""
-    ends = [producer.get(name) for name in node.input]
-    ends += users.get(node.output[0], [])
-    if not ends or any(n is None or n.op_type not in ("DequantizeLinear", "QuantizeLinear") for n in ends):
-        return None
-    if any(n.op_type == "QuantizeLinear" and n.output[0] in node.input for n in ends):
+    inputs = [producer.get(name) for name in node.input]
+    if not inputs or any(dq is None or dq.op_type != "DequantizeLinear" or not _is_activation(dq, producer)
+                         for dq in inputs):
+        return None  # a dequantized constant would change value with its scale
+    ends = inputs + users.get(node.output[0], [])
+    if any(n.op_type not in ("DequantizeLinear", "QuantizeLinear") for n in ends):
         return None
     scales = [n.input[1] for n in ends]
     zero_points = [n.input[2] for n in ends if len(n.input) > 2]
@@ -162,6 +170,17 @@ def _concat_quant_params(node, producer, users, init) -> tuple[list[str], list[s
     if len(zero_points) != len(scales) or any(name not in init or _size(init[name]) != 1 for name in names):
         return None
     return list(dict.fromkeys(scales)), list(dict.fromkeys(zero_points))
+
+
+def _is_activation(dequantize: onnx.NodeProto, producer) -> bool:
+    """A DequantizeLinear of an activation: fed by a QuantizeLinear with the same scale and zero point."""
+    quantize = producer.get(dequantize.input[0])
+    return quantize is not None and quantize.op_type == "QuantizeLinear" and list(quantize.input[1:]) == list(dequantize.input[1:])
+
+
+def _feeds_weighted_op(scale: str, users) -> bool:
+    dequantized = [n.output[0] for n in users.get(scale, []) if n.op_type == "DequantizeLinear"]
+    return any(u.op_type in WEIGHTED_OPS for name in dequantized for u in users.get(name, []))
 
 
 def _scalar(tensor: onnx.TensorProto):

@@ -206,6 +206,16 @@ def test_concat_with_different_zero_points_is_left_alone():
     assert float(onnx.numpy_helper.to_array(next(t for t in model.graph.initializer if t.name == "sa"))) == pytest.approx(0.01)
 
 
+def test_concat_of_a_quantized_constant_is_left_alone():
+    """Raising the scale of a dequantized constant would change its value, not only its rounding."""
+    model = _concat_graph()
+    graph = model.graph
+    quantize_a = next(n for n in graph.node if n.output[0] == "qa")
+    graph.node.remove(quantize_a)
+    graph.initializer.append(onnx.numpy_helper.from_array(np.full((1, 2, 4, 4), 100, np.uint8), "qa"))
+    assert share_concat_scales(model) == 0
+
+
 def test_quantized_deeplab_decoder_concat_copies(camvid_root, tmp_path):
     torch.manual_seed(0)
     export_onnx(build("deeplabv3plus", 11).eval(), tmp_path / "m.onnx", 11, MEAN, STD, ExportOptions((64, 96), host_tail=True))
@@ -252,6 +262,13 @@ def test_first_conv_on_2x2_blocks_is_bit_identical(height, width):
     assert onnx.numpy_helper.to_array(next(t for t in model.graph.initializer if t.name == "w_q")).shape == (8, 12, 2, 2)
     assert [list(a.ints) for a in conv.attribute if a.name in ("kernel_shape", "strides")] == [[2, 2], [1, 1]]
     np.testing.assert_array_equal(run(model), before)  # same int32 sums, edges padded with grey as before
+
+
+def test_first_conv_blocks_need_symmetric_weights():
+    model = _first_conv_graph(6, 8)
+    zero = next(t for t in model.graph.initializer if t.name == "w_z")
+    zero.CopyFrom(onnx.numpy_helper.from_array(np.full(8, 5, np.int8), "w_z"))  # the zero taps would read -5
+    assert not blocks_into_first_conv(model)
 
 
 def test_first_conv_blocks_need_an_even_frame():
