@@ -46,6 +46,18 @@ def _attr(node: onnx.NodeProto, name: str, default=None):
     return default
 
 
+def single_chain(users: dict, tensor: str, ops: tuple[str, ...]) -> list[onnx.NodeProto] | None:
+    """The nodes `ops` that follow `tensor` one after another, each the only reader of the last; or None."""
+    chain = []
+    for op in ops:
+        nexts = users.get(tensor, [])
+        if len(nexts) != 1 or nexts[0].op_type != op:
+            return None
+        chain.append(nexts[0])
+        tensor = nexts[0].output[0]
+    return chain
+
+
 def _rename(graph: onnx.GraphProto, old: str, new: str) -> None:
     _rename_input(graph, old, new)
     for node in graph.node:
@@ -120,13 +132,9 @@ def fold_preprocess(model: onnx.ModelProto, zero_point: int = GREY) -> FoldedInp
     graph = model.graph
     users = _consumers(graph)
     init = {t.name: t for t in graph.initializer}
-    chain, tensor = [], graph.input[0].name
-    for op in ("Transpose", "Slice", "Cast", "Mul", "Sub", "Conv"):
-        nexts = users.get(tensor, [])
-        if len(nexts) != 1 or nexts[0].op_type != op:
-            return None
-        chain.append(nexts[0])
-        tensor = nexts[0].output[0]
+    chain = single_chain(users, graph.input[0].name, ("Transpose", "Slice", "Cast", "Mul", "Sub", "Conv"))
+    if chain is None:
+        return None
     transpose, flip, cast, mul, sub, conv = chain
     consts = [_constant(init, mul.input[1]), _constant(init, sub.input[1]), _constant(init, conv.input[1])]
     if any(c is None for c in consts) or _attr(conv, "group", 1) != 1 or not _is_channel_flip(flip, init):
@@ -200,4 +208,3 @@ def prune_initializers(model: onnx.ModelProto) -> None:
 def _rename_input(graph: onnx.GraphProto, old: str, new: str) -> None:
     for node in graph.node:
         node.input[:] = [new if name == old else name for name in node.input]
-

@@ -19,7 +19,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from .graph_rewrite import _attr, _consumers, _producer, prune_initializers
+from .graph_rewrite import _attr, _consumers, _producer, prune_initializers, single_chain
 
 WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 
@@ -33,7 +33,7 @@ def blocks_into_first_conv(model: onnx.ModelProto) -> bool:
     init = {t.name: t for t in graph.initializer}
     frames = graph.input[0]
     dims = [d.dim_value if d.HasField("dim_value") else 0 for d in frames.type.tensor_type.shape.dim]
-    chain = _single_chain(users, frames.name, ("Transpose", "DequantizeLinear", "Conv"))
+    chain = single_chain(users, frames.name, ("Transpose", "DequantizeLinear", "Conv"))
     if chain is None or len(dims) != 4 or frames.type.tensor_type.elem_type != onnx.TensorProto.UINT8:
         return False
     transpose, dequantize, conv = chain
@@ -52,20 +52,20 @@ def blocks_into_first_conv(model: onnx.ModelProto) -> bool:
     if weight_zero is not None and numpy_helper.to_array(weight_zero).any():
         return False  # the new zero taps must dequantize to 0: symmetric weights only
     init[weight_dq.input[0]].CopyFrom(numpy_helper.from_array(_block_weight(weight), weight_dq.input[0]))
-    graph.node.insert(list(graph.node).index(transpose), helper.make_node("Concat", ["frame_even_pairs", "frame_odd_pairs"],
-                                                                          ["frame_blocks"], axis=3, name="frame_blocks"))
     constants = {"frame_rows_from_0": [0], "frame_rows_from_1": [1], "frame_rows_end": [height], "frame_rows_axis": [1],
                  "frame_rows_step": [2], "frame_pairs_shape": [0, height // 2, width // 2, 2 * channels]}
     graph.initializer.extend(numpy_helper.from_array(np.array(v, np.int64), k) for k, v in constants.items())
-    for parity in ("even", "odd"):
-        start = "frame_rows_from_0" if parity == "even" else "frame_rows_from_1"
-        rows = helper.make_node("Slice", [frames.name, start, "frame_rows_end", "frame_rows_axis", "frame_rows_step"],
-                                [f"frame_{parity}_rows"], name=f"frame_{parity}_rows")
-        pairs = helper.make_node("Reshape", [f"frame_{parity}_rows", "frame_pairs_shape"], [f"frame_{parity}_pairs"],
-                                 name=f"frame_{parity}_pairs")
-        at = list(graph.node).index(next(n for n in graph.node if n.name == "frame_blocks"))
-        graph.node.insert(at, pairs)
-        graph.node.insert(at, rows)
+    new_nodes = []
+    for parity, start in (("even", "frame_rows_from_0"), ("odd", "frame_rows_from_1")):
+        new_nodes += [helper.make_node("Slice", [frames.name, start, "frame_rows_end", "frame_rows_axis", "frame_rows_step"],
+                                       [f"frame_{parity}_rows"], name=f"frame_{parity}_rows"),
+                      helper.make_node("Reshape", [f"frame_{parity}_rows", "frame_pairs_shape"], [f"frame_{parity}_pairs"],
+                                       name=f"frame_{parity}_pairs")]
+    new_nodes.append(helper.make_node("Concat", ["frame_even_pairs", "frame_odd_pairs"], ["frame_blocks"], axis=3,
+                                      name="frame_blocks"))
+    at = list(graph.node).index(transpose)
+    for offset, node in enumerate(new_nodes):
+        graph.node.insert(at + offset, node)
     transpose.input[0] = "frame_blocks"
     _set_ints(conv, kernel_shape=[2, 2], strides=[1, 1], pads=[1, 1, 0, 0])
     stale = {transpose.output[0], dequantize.output[0]}
@@ -74,17 +74,6 @@ def blocks_into_first_conv(model: onnx.ModelProto) -> bool:
     graph.value_info.extend(keep)
     prune_initializers(model)
     return True
-
-
-def _single_chain(users, tensor: str, ops: tuple[str, ...]) -> list | None:
-    chain = []
-    for op in ops:
-        nexts = users.get(tensor, [])
-        if len(nexts) != 1 or nexts[0].op_type != op:
-            return None
-        chain.append(nexts[0])
-        tensor = nexts[0].output[0]
-    return chain
 
 
 def _is_3x3_stride2_pad1(conv: onnx.NodeProto) -> bool:
@@ -189,4 +178,3 @@ def _scalar(tensor: onnx.TensorProto):
 
 def _size(tensor: onnx.TensorProto) -> int:
     return int(np.prod(tensor.dims)) if tensor.dims else 1
-

@@ -39,7 +39,7 @@ class QuantResult:
     seconds: float = 0.0
     activations: str = "s8"
     folded_input: dict | None = None  # u8: the preprocessing folded into the first convolution (graph_rewrite)
-    shared_concats: int = 0  # concats whose inputs took one scale, so they copy (graph_rewrite)
+    shared_concats: int = 0  # concats whose inputs took one scale, so they copy (qdq_rewrite)
 
     def summary(self) -> str:
         hit = "cached ranges" if self.cache_hit else f"calibrated on {self.calibration['images']} images"
@@ -142,11 +142,10 @@ def _qdq(src, dst, calib, method, exclude, activations, cache_root, overwrite, f
                         weight_type=QuantType.QInt8,
                         nodes_to_exclude=list(exclude), calibrate_method=calibrate_method,
                         calibration_cache_path=str(cache), extra_options=extra)
-        folded_info = _elide_frame_quantize(tmp, folded)
-        shared = _share_concat_scales(tmp)
+        folded_info, shared, model = _rewrite_qdq(tmp, folded)
     if not hit:
         seal_cache(cache, key)
-    nodes = onnx.load(str(dst)).graph.node
+    nodes = model.graph.node
     quantized = sum(1 for n in nodes if n.op_type == "QuantizeLinear")
     present = {n.name for n in nodes}
     exclude = [name for name in exclude if name in present]  # the fold removes some preprocessing nodes
@@ -154,37 +153,26 @@ def _qdq(src, dst, calib, method, exclude, activations, cache_root, overwrite, f
                        time.perf_counter() - start, activations, folded_info, shared)
 
 
-def _share_concat_scales(path: Path) -> int:
-    import onnx
-
-    from .qdq_rewrite import share_concat_scales
-
-    model = onnx.load(str(path))
-    shared = share_concat_scales(model)
-    if shared:
-        onnx.save(model, str(path))
-    return shared
-
-
-def _elide_frame_quantize(path: Path, folded) -> dict | None:
-    """Let the first DequantizeLinear read the uint8 frame, and the first convolution take it in 2x2
-    blocks (`qdq_rewrite.blocks_into_first_conv`); describe the fold for the manifest."""
-    if folded is None:
-        return None
+def _rewrite_qdq(path: Path, folded):
+    """The Q/DQ rewrites, in one load and one save: the uint8 frame feeds the first DequantizeLinear
+    and the first convolution takes it in 2x2 blocks (when the preprocessing was folded), and concats
+    share one scale. Returns the fold's description for the manifest, the concats changed, the model."""
     import onnx
 
     from .graph_rewrite import elide_input_quantize
-
-    from .qdq_rewrite import blocks_into_first_conv
+    from .qdq_rewrite import blocks_into_first_conv, share_concat_scales
 
     model = onnx.load(str(path))
-    elided = elide_input_quantize(model, folded)
-    blocks = elided and blocks_into_first_conv(model)
-    if elided:
+    info, elided = None, False
+    if folded is not None:
+        elided = elide_input_quantize(model, folded)
+        info = {"conv": folded.conv, "zero_point": folded.zero_point, "frame_feeds_int8_directly": elided,
+                "first_conv_on_2x2_blocks": elided and blocks_into_first_conv(model),
+                "padding": f"the first convolution pads with grey {folded.zero_point} instead of the per-channel mean"}
+    shared = share_concat_scales(model)
+    if elided or shared:
         onnx.save(model, str(path))
-    return {"conv": folded.conv, "zero_point": folded.zero_point, "frame_feeds_int8_directly": elided,
-            "first_conv_on_2x2_blocks": blocks,
-            "padding": f"the first convolution pads with grey {folded.zero_point} instead of the per-channel mean"}
+    return info, shared, model
 
 
 def edge_nodes(src: str | os.PathLike) -> list[str]:

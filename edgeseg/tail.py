@@ -43,10 +43,14 @@ def first_argmax(scores: np.ndarray) -> np.ndarray:
     for 11 classes at 360x480 here.
     """
     c = scores.shape[0]
-    dtype = np.uint8 if c <= 256 else np.int32
+    dtype = _label_dtype(c)
     reversed_index = (c - 1 - np.arange(c, dtype=dtype)).reshape((c,) + (1,) * (scores.ndim - 1))
     hits = scores == np.maximum.reduce(scores, axis=0)
     return (c - 1 - np.maximum.reduce(hits * reversed_index, axis=0)).astype(dtype, copy=False)
+
+
+def _label_dtype(classes: int):
+    return np.uint8 if classes <= 256 else np.int32
 
 
 def _boundary_cells(logits: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -101,7 +105,7 @@ def _interpolate_cells(padded: np.ndarray, rows: np.ndarray, cols: np.ndarray, f
     few = count <= 3  # most boundary cells are between two or three classes: blend those three at most
     if few.all() or not few.any():
         return _blend_candidates(corners, candidate, int(count.max()), fy, fx)
-    labels = np.empty((fy, fx, len(rows)), np.uint8 if c <= 256 else np.int32)
+    labels = np.empty((fy, fx, len(rows)), _label_dtype(c))
     for group in (np.nonzero(few)[0], np.nonzero(~few)[0]):
         labels[:, :, group] = _blend_candidates(corners[:, :, group], candidate[:, group],
                                                 int(count[group].max()), fy, fx)
@@ -133,7 +137,7 @@ def _blend_candidates(corners: np.ndarray, candidate: np.ndarray, keep: int, fy:
     blend = (1 - wy) * upper
     blend += wy * lower  # (K, fy, fx, n)
     best = first_argmax(blend)  # (fy, fx, n): the winning slot
-    ids = classes.astype(np.uint8 if corners.shape[1] <= 256 else np.int32).ravel()
+    ids = classes.astype(_label_dtype(corners.shape[1])).ravel()
     return ids[best.astype(np.intp) * n + np.arange(n)]
 
 
