@@ -79,7 +79,7 @@ class _Steps:
 def run_demo(config: DemoConfig, log: Callable[[str], None] = print) -> DemoResult:
     out = Path(config.out)
     if out.exists() and any(out.iterdir()):
-        from .errors import EdgesegError
+        from edgeseg.errors import EdgesegError
 
         raise EdgesegError(f"{out} already holds files", "choose another --out (make demo names a new one per run)")
     out.mkdir(parents=True, exist_ok=True)
@@ -107,7 +107,7 @@ def _files(out: Path, ckpt: Path, video: Path, reports: tuple[Path, Path]) -> di
 
 
 def _train(config: DemoConfig, out: Path):
-    from .train import TrainConfig, train
+    from edgeseg.train.loop import TrainConfig, train
 
     synthetic = config.data.split(":")[0] == "synthetic"
     epochs = config.epochs or (SYNTHETIC_EPOCHS if synthetic else 10)
@@ -121,7 +121,7 @@ def _train(config: DemoConfig, out: Path):
 
 
 def _build(config: DemoConfig, out: Path, ckpt: Path):
-    from .build import BuildRequest, build_engine
+    from edgeseg.build.orchestrator import BuildRequest, build_engine
 
     common = dict(checkpoint=str(ckpt), backend=config.backend, input_size=config.input_size)
     fp32 = build_engine(BuildRequest(**common, out=str(out / "engines" / "fp32")))
@@ -136,9 +136,9 @@ def _build(config: DemoConfig, out: Path, ckpt: Path):
 
 
 def _evaluate(config: DemoConfig, out: Path, engines: dict[str, Path]):
-    from .data import parse_spec
-    from .engine_eval import evaluate_predictors, session_predictor
-    from .runtime import load
+    from edgeseg.data import parse_spec
+    from edgeseg.measure.evaluate import evaluate_predictors, session_predictor
+    from edgeseg.runtime import load
 
     dataset = parse_spec(f"{config.data}:val", "val")
     with load(engines["int8"]) as int8, load(engines["fp32"]) as fp32:
@@ -153,8 +153,8 @@ def _evaluate(config: DemoConfig, out: Path, engines: dict[str, Path]):
 
 
 def _bench(config: DemoConfig, out: Path, engines: dict[str, Path]):
-    from .bench import bench_engines, encoded_frames, format_table, to_json
-    from .data import parse_spec
+    from edgeseg.data import parse_spec
+    from edgeseg.measure.bench import bench_engines, encoded_frames, format_table, to_json
 
     frames = encoded_frames(parse_spec(f"{config.data}:val", "val"))
     run = bench_engines([str(engines["fp32"]), str(engines["int8"])], frames, progress=config.progress,
@@ -165,7 +165,7 @@ def _bench(config: DemoConfig, out: Path, engines: dict[str, Path]):
 
 
 def _video(config: DemoConfig, out: Path):
-    from .data.synthetic import write_road_video
+    from edgeseg.data.synthetic import write_road_video
 
     # The generated drive is the same street for every data spec: the demo needs no video of its own.
     path = write_road_video(out / "road.mp4", frames=config.video_frames, size=config.input_size)
@@ -173,10 +173,10 @@ def _video(config: DemoConfig, out: Path):
 
 
 def _stream(out: Path, engine: Path, video: Path):
-    from .runtime import load
-    from .runtime.pipeline import Pipeline, PipelineConfig
-    from .runtime.sinks import output_sink
-    from .runtime.sources import VideoFile
+    from edgeseg.runtime import load
+    from edgeseg.runtime.pipeline import Pipeline, PipelineConfig
+    from edgeseg.runtime.sinks import output_sink
+    from edgeseg.runtime.sources import VideoFile
 
     with load(engine) as session:  # the library's own thread count, as `edgeseg stream` by default
         pipeline = Pipeline(VideoFile(str(video)), session, [output_sink(out / "overlay.mp4")],
@@ -187,8 +187,8 @@ def _stream(out: Path, engine: Path, video: Path):
 
 
 def _report(out: Path, evaluation: dict):
-    from .report import collect, write_report
-    from .report_stream import read_stream
+    from edgeseg.measure.report import collect, write_report
+    from edgeseg.measure.report_stream import read_stream
 
     rows, runs = collect([str(out / "bench.json")], {"int8": evaluation, "fp32": _reference_eval(evaluation)})
     streams = [read_stream(out / "stream.json")]

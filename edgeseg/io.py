@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from .errors import EdgesegError
+from edgeseg.errors import EdgesegError
 
 
 @contextmanager

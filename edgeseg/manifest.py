@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import EdgesegError
-from .io import sha256_file
+from edgeseg.errors import EdgesegError
+from edgeseg.io import sha256_file
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -47,7 +47,7 @@ class InputSpec:
 class OutputSpec:
     name: str
     # "labels": (N, H, W) class ids; "logits": (N, C, H, W) float; "lowres-logits": (N, C, h, w) float
-    # that the session upsamples (bilinear, half-pixel) to the input size and argmaxes (edgeseg.tail)
+    # that the session upsamples (bilinear, half-pixel) to the input size and argmaxes (edgeseg.runtime.tail)
     kind: str
     dtype: str
     shape: tuple[int | None, ...]

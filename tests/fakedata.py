@@ -53,9 +53,9 @@ def untrained_checkpoint(path: Path, model: str = "fastscnn", size=(64, 96)) -> 
     """A seeded, untrained checkpoint in edgeseg's format: what engine tests build from in seconds."""
     import torch
 
-    from edgeseg.checkpoint import save
     from edgeseg.data.synthetic import SYNTHETIC_INFO
     from edgeseg.models import build
+    from edgeseg.train.checkpoint import save
 
     torch.manual_seed(0)
     save(path, build(model, 11), {"dataset": SYNTHETIC_INFO.to_dict(), "train_crop": list(size)})

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from edgeseg.cli import main, parse_size
+from edgeseg.cli.main import main, parse_size
 from edgeseg.errors import BadInputError
 from edgeseg.models import build, names
 

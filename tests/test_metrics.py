@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
+from edgeseg.data.metrics import ConfusionMatrix, format_table
 from edgeseg.errors import BadInputError
-from edgeseg.metrics import ConfusionMatrix, format_table
 
 
 def test_hand_computed_case():

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from edgeseg import checkpoint
-from edgeseg.cli import main
-from edgeseg.errors import EdgesegError
-from edgeseg.train import SYNTHETIC_EPOCHS, TrainConfig, Trainer, median_frequency_weights, train
+from edgeseg.cli.main import main
 from edgeseg.data import parse_spec
 from edgeseg.data.base import DatasetInfo, Sample, SegDataset
+from edgeseg.errors import EdgesegError
+from edgeseg.train import checkpoint
+from edgeseg.train.loop import SYNTHETIC_EPOCHS, TrainConfig, Trainer, median_frequency_weights, train
 
 
 def _config(root, out, **overrides) -> TrainConfig:

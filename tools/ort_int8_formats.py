@@ -20,9 +20,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edgeseg.calibration import open_calibration  # noqa: E402
+from edgeseg.build.calibration import open_calibration  # noqa: E402
+from edgeseg.build.quantize import OP_TYPES, _Reader, qdq_from_onnx  # noqa: E402
 from edgeseg.manifest import load_manifest  # noqa: E402
-from edgeseg.quantize import OP_TYPES, _Reader, qdq_from_onnx  # noqa: E402
 
 
 def qoperator_u8s8(src: Path, dst: Path, calib, input_name: str) -> None:

@@ -21,13 +21,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edgeseg.checkpoint import build_from_checkpoint  # noqa: E402
-from edgeseg.cli import parse_size  # noqa: E402
+from edgeseg.build.export import DeployModel, ExportOptions, compare, export_onnx, torch_runner  # noqa: E402
+from edgeseg.cli.main import parse_size  # noqa: E402
 from edgeseg.data import parse_spec  # noqa: E402
 from edgeseg.data.base import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
-from edgeseg.data.transforms import resize_to_input  # noqa: E402
-from edgeseg.export import DeployModel, ExportOptions, compare, export_onnx, torch_runner  # noqa: E402
 from edgeseg.models import build, names  # noqa: E402
+from edgeseg.runtime.frames import resize_to_input  # noqa: E402
+from edgeseg.train.checkpoint import build_from_checkpoint  # noqa: E402
 
 
 def runners(path: Path):

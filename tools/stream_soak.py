@@ -4,7 +4,7 @@
 
 Writes a video of `--frames` frames (`--distinct` synthetic road frames repeated, at `--size`) unless it
 exists, streams every frame through the full pipeline (capture, preprocess, infer, render with legend and
-HUD, a sink), and samples the process's resident memory (`edgeseg.bench.rss_mb`, from /proc: no psutil) after
+HUD, a sink), and samples the process's resident memory (`edgeseg.measure.bench.rss_mb`, from /proc: no psutil) after
 `--warmup` frames and every `--every` frames. Prints the growth from the post-warm-up sample to the last
 one; exits 1 if it is over `--max-growth-mb` (default 50).
 """
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import cv2
 
-from edgeseg.bench import rss_mb
 from edgeseg.data.synthetic import road_video
+from edgeseg.measure.bench import rss_mb
 from edgeseg.runtime import LoadOptions, load
 from edgeseg.runtime.pipeline import Pipeline, PipelineConfig
 from edgeseg.runtime.sinks import CallbackSink

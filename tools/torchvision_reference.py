@@ -76,8 +76,8 @@ def write_fixtures(tvm, tvseg) -> None:
 
 
 def compare_numerics(tvseg, size=(120, 160)) -> int:
-    from edgeseg.checkpoint import load_weights
     from edgeseg.models import build
+    from edgeseg.models.weights import load_weights
 
     torch.manual_seed(0)
     failures = 0

@@ -1,10 +1,11 @@
-"""Backends behind one small interface, each in its own module, each library imported only there.
+"""Backends behind one small interface, each in its own folder, each library imported only there.
 
-A backend module provides:
-  NAME: str
-  availability() -> Availability            can it run here, which version, and if not why not
-  build(onnx_path, out_dir, spec) -> Built  engine files written into out_dir (a staging directory)
-  load(manifest, root, options: LoadOptions) -> Session
+A backend is a package `edgeseg.backends.<name>` in two halves, as Polygraphy splits its loaders from
+its runners, so that run time never imports build time:
+  <name>/__init__.py   NAME, availability() -> Availability: can it run here, which version, why not
+  <name>/session.py    load(manifest, root, options: LoadOptions) -> Session      (run time: torch-free)
+  <name>/build.py      build(onnx_path, out_dir, spec: BuildSpec) -> Built, FLOAT_PRECISIONS and,
+                       where the library can say why INT8 is slow, int8_diagnosis(root, manifest)
 Nothing outside this package asks which backend it is talking to.
 """
 
@@ -12,10 +13,19 @@ from __future__ import annotations
 
 import importlib
 import platform
+from dataclasses import dataclass
 from types import ModuleType
 
-from ..errors import EdgesegError, UnknownNameError
-from .base import Availability, BuildSpec, Built, LoadOptions, Session
+from edgeseg.errors import EdgesegError, UnknownNameError
+
+
+@dataclass(frozen=True)
+class Availability:
+    ok: bool
+    version: str | None
+    reason: str = ""  # why not, when not ok
+    devices: tuple[str, ...] = ()
+
 
 MODULES = {
     "tensorrt": "edgeseg.backends.tensorrt",
@@ -26,7 +36,7 @@ MODULES = {
 # --backend auto: TensorRT where it can run, OpenVINO on x86, else ONNX Runtime (the portable default).
 AUTO_ORDER = ("tensorrt", "openvino", "onnxruntime")
 
-__all__ = ["Availability", "BuildSpec", "Built", "LoadOptions", "Session", "names", "get", "availability", "resolve"]
+__all__ = ["Availability", "names", "get", "session_side", "build_side", "availability", "resolve"]
 
 
 def names() -> list[str]:
@@ -34,9 +44,20 @@ def names() -> list[str]:
 
 
 def get(name: str) -> ModuleType:
+    """The backend's package: NAME and availability(); imports no inference library."""
     if name not in MODULES:
         raise UnknownNameError("backend", name, MODULES)
     return importlib.import_module(MODULES[name])
+
+
+def session_side(name: str) -> ModuleType:
+    """The run-time half: `load(manifest, root, options) -> Session`."""
+    return importlib.import_module(get(name).__name__ + ".session")
+
+
+def build_side(name: str) -> ModuleType:
+    """The build-time half: `build(onnx_path, out_dir, spec) -> Built`, `FLOAT_PRECISIONS`."""
+    return importlib.import_module(get(name).__name__ + ".build")
 
 
 def availability(name: str) -> Availability:

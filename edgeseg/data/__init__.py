@@ -10,8 +10,8 @@
 
 from __future__ import annotations
 
-from ..errors import BadInputError, UnknownNameError
-from .base import DatasetInfo, Sample, SegDataset
+from edgeseg.data.base import DatasetInfo, Sample, SegDataset
+from edgeseg.errors import BadInputError, UnknownNameError
 
 KINDS = ("camvid", "cityscapes", "voc", "folder", "synthetic")
 SPLITS = ("train", "val", "test", "trainval")
@@ -38,23 +38,23 @@ def parse_spec(spec: str, split: str = "train") -> SegDataset:
         parts = rest.split(",")
         if len(parts) not in (2, 3):
             raise BadInputError(f"cannot read '{spec}'", "write folder:IMAGES_DIR,MASKS_DIR[,CLASSES_FILE]")
-        from .folder import folder
+        from edgeseg.data.folder import folder
 
         return folder(*parts)
     path, split = _split_off(rest, split)
     if not path:
         raise BadInputError(f"'{spec}' names no folder", f"write {kind}:PATH[:split]")
     if kind == "camvid":
-        from .camvid import camvid as opener
+        from edgeseg.data.camvid import camvid as opener
     elif kind == "cityscapes":
-        from .cityscapes import cityscapes as opener
+        from edgeseg.data.cityscapes import cityscapes as opener
     else:
-        from .voc import voc as opener
+        from edgeseg.data.voc import voc as opener
     return opener(path, split)
 
 
 def _synthetic(rest: str, split: str) -> SegDataset:
-    from .synthetic import SyntheticRoadScenes
+    from edgeseg.data.synthetic import SyntheticRoadScenes
 
     count, split = _split_off(rest, split)
     if not count:  # held-out splits are smaller by default: validation runs every epoch

@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 
-from ..errors import BadInputError, EdgesegError
+from edgeseg.errors import BadInputError, EdgesegError
 
 # ImageNet statistics (RGB, 0..1): every backbone's ImageNet weights were trained with them.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import BadInputError
-from .base import DatasetInfo, PairDataset, read_list
+from edgeseg.data.base import DatasetInfo, PairDataset, read_list
+from edgeseg.errors import BadInputError
 
 CAMVID_INFO = DatasetInfo(
     name="camvid",

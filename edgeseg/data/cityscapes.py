@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import BadInputError
-from .base import DatasetInfo, PairDataset
+from edgeseg.data.base import DatasetInfo, PairDataset
+from edgeseg.errors import BadInputError
 
 CITYSCAPES_INFO = DatasetInfo(
     name="cityscapes",

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import BadInputError
-from .base import DatasetInfo, PairDataset
+from edgeseg.data.base import DatasetInfo, PairDataset
+from edgeseg.errors import BadInputError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 

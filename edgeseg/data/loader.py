@@ -6,8 +6,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .base import SegDataset
-from .transforms import TrainAugment
+from edgeseg.data.base import SegDataset
+from edgeseg.data.transforms import TrainAugment
 
 
 class TorchSegDataset(Dataset):

@@ -21,11 +21,25 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from ..errors import BadInputError
-from ._synthetic_draw import (BUILDING, DRAW, NEAR, SIDEWALK, SKY, TREE, Canvas, Look, Thing, bgr, draw_ground, finish,
-                              radius2, shade)
-from .base import Sample, SegDataset
-from .camvid import CAMVID_INFO
+from edgeseg.data._synthetic_draw import (
+    BUILDING,
+    DRAW,
+    NEAR,
+    SIDEWALK,
+    SKY,
+    TREE,
+    Canvas,
+    Look,
+    Thing,
+    bgr,
+    draw_ground,
+    finish,
+    radius2,
+    shade,
+)
+from edgeseg.data.base import Sample, SegDataset
+from edgeseg.data.camvid import CAMVID_INFO
+from edgeseg.errors import BadInputError
 
 SYNTHETIC_INFO = replace(CAMVID_INFO, name="synthetic")
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}

@@ -66,17 +66,3 @@ def photometric_jitter(image: np.ndarray, rng: np.random.Generator, strength: fl
     value = hsv[..., 2] * brightness
     hsv[..., 2] = (value - value.mean()) * contrast + value.mean()
     return cv2.cvtColor(np.clip(hsv, 0, 255).astype(np.uint8), cv2.COLOR_HSV2BGR)
-
-
-def resize_to_input(image: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
-    """The one resize every consumer of a fixed-size network shares (eval, calibration, bench, stream)."""
-    if size is None or image.shape[:2] == tuple(size):
-        return image
-    return cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
-
-
-def resize_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Bring a predicted label map back to the original image size (nearest: class ids do not blend)."""
-    if labels.shape[:2] == tuple(size):
-        return labels
-    return cv2.resize(labels, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)

@@ -7,8 +7,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..errors import BadInputError
-from .base import DatasetInfo, PairDataset, read_label
+from edgeseg.data.base import DatasetInfo, PairDataset, read_label
+from edgeseg.errors import BadInputError
 
 
 def _voc_palette(count: int) -> tuple[tuple[int, int, int], ...]:

@@ -13,7 +13,7 @@ from typing import Callable
 
 from torch import nn
 
-from ..errors import BadInputError, UnknownNameError
+from edgeseg.errors import BadInputError, UnknownNameError
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class ModelEntry:
 
 
 def _collect() -> dict[str, ModelEntry]:
-    from . import deeplab, deeplabv3, fastscnn, fcn, lraspp, pspnet, refinenet, segnet, unet
+    from edgeseg.models import deeplab, deeplabv3, fastscnn, fcn, lraspp, pspnet, refinenet, segnet, unet
 
     registry: dict[str, ModelEntry] = {}
     for module in (fcn, segnet, unet, pspnet, deeplab, deeplabv3, refinenet, lraspp, fastscnn):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..errors import BadInputError
-from ._blocks import upsample_to
+from edgeseg.errors import BadInputError
+from edgeseg.models._blocks import upsample_to
 
 
 def _tracing() -> bool:

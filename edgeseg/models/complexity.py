@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from . import build
+from edgeseg.models import build
 
 
 @dataclass(frozen=True)

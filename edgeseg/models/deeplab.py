@@ -9,11 +9,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..errors import BadInputError
-from ._base import SegmentationNet
-from ._blocks import upsample_to
-from . import ModelEntry
-from .backbones import build_backbone
+from edgeseg.errors import BadInputError
+from edgeseg.models import ModelEntry
+from edgeseg.models._base import SegmentationNet
+from edgeseg.models._blocks import upsample_to
+from edgeseg.models.backbones import build_backbone
 
 
 class DeepLabV1(SegmentationNet):

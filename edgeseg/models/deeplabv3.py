@@ -11,11 +11,11 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..errors import BadInputError
-from ._base import BackboneHeadNet, SegmentationNet, set_dilation
-from ._blocks import FCNHead, SeparableConv2d, upsample_to
-from . import ModelEntry
-from .backbones import build_backbone
+from edgeseg.errors import BadInputError
+from edgeseg.models import ModelEntry
+from edgeseg.models._base import BackboneHeadNet, SegmentationNet, set_dilation
+from edgeseg.models._blocks import FCNHead, SeparableConv2d, upsample_to
+from edgeseg.models.backbones import build_backbone
 
 # The paper's ASPP rates at each output stride (rates double when the stride halves).
 _RATES = {16: (6, 12, 18), 8: (12, 24, 36), 32: (3, 6, 9)}

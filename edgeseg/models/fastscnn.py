@@ -7,9 +7,9 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ._base import SegmentationNet
-from ._blocks import ConvBNReLU, SeparableConv2d, adaptive_avg_pool, upsample_to
-from . import ModelEntry
+from edgeseg.models import ModelEntry
+from edgeseg.models._base import SegmentationNet
+from edgeseg.models._blocks import ConvBNReLU, SeparableConv2d, adaptive_avg_pool, upsample_to
 
 
 def _dsconv(cin: int, cout: int, stride: int = 1) -> SeparableConv2d:

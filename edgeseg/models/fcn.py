@@ -10,12 +10,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoint import load_weights, read_weights
-from ..errors import BadInputError, CheckpointError
-from ._base import BackboneHeadNet, SegmentationNet
-from ._blocks import FCNHead
-from . import ModelEntry
-from .backbones import build_backbone
+from edgeseg.errors import BadInputError, CheckpointError
+from edgeseg.models import ModelEntry
+from edgeseg.models._base import BackboneHeadNet, SegmentationNet
+from edgeseg.models._blocks import FCNHead
+from edgeseg.models.backbones import build_backbone
+from edgeseg.models.weights import load_weights, read_weights
 
 
 def bilinear_kernel(size: int) -> torch.Tensor:

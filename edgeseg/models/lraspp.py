@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from . import ModelEntry
-from ._base import SegmentationNet
-from ._blocks import upsample_to
-from .backbones import build_backbone
+from edgeseg.models import ModelEntry
+from edgeseg.models._base import SegmentationNet
+from edgeseg.models._blocks import upsample_to
+from edgeseg.models.backbones import build_backbone
 
 
 class LRASPPHead(nn.Module):

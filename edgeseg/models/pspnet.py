@@ -7,11 +7,11 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..errors import BadInputError
-from ._base import BackboneHeadNet
-from ._blocks import FCNHead, adaptive_avg_pool, upsample_to
-from . import ModelEntry
-from .backbones import build_backbone
+from edgeseg.errors import BadInputError
+from edgeseg.models import ModelEntry
+from edgeseg.models._base import BackboneHeadNet
+from edgeseg.models._blocks import FCNHead, adaptive_avg_pool, upsample_to
+from edgeseg.models.backbones import build_backbone
 
 BINS = (1, 2, 3, 6)
 

@@ -14,10 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._base import SegmentationNet
-from ._blocks import upsample_to
-from . import ModelEntry
-from .backbones import build_backbone
+from edgeseg.models import ModelEntry
+from edgeseg.models._base import SegmentationNet
+from edgeseg.models._blocks import upsample_to
+from edgeseg.models.backbones import build_backbone
 
 _LEVELS = ("layer1", "layer2", "layer3", "layer4")  # strides 4, 8, 16, 32
 # MobileNetV2 children ending each stride (24, 32, 96, 320 ch), named like ResNet's stages

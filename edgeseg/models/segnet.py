@@ -9,10 +9,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._base import SegmentationNet
-from ._blocks import max_unpool
-from . import ModelEntry
-from .backbones import build_backbone
+from edgeseg.models import ModelEntry
+from edgeseg.models._base import SegmentationNet
+from edgeseg.models._blocks import max_unpool
+from edgeseg.models.backbones import build_backbone
 
 _POOLS = ("pool1", "pool2", "pool3", "pool4", "pool5")
 # decoder stage per pool, deepest first: channels of each 3x3 conv's output (mirror of VGG-16's convs)

@@ -6,9 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._base import SegmentationNet
-from ._blocks import upsample_to
-from . import ModelEntry
+from edgeseg.models import ModelEntry
+from edgeseg.models._base import SegmentationNet
+from edgeseg.models._blocks import upsample_to
 
 
 class DoubleConv(nn.Sequential):

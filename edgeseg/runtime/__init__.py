@@ -12,10 +12,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .. import backends
-from ..backends import LoadOptions, Session
-from ..data.transforms import resize_to_input
-from ..manifest import Manifest, load_manifest
+from edgeseg import backends
+from edgeseg.manifest import Manifest, load_manifest
+from edgeseg.runtime.frames import resize_to_input
+from edgeseg.runtime.session import LoadOptions, Session
 
 __all__ = ["load", "LoadOptions", "Session", "Manifest", "resize_to_input",
            "Pipeline", "PipelineConfig", "VideoFile", "ImageFolder", "Camera", "RTSP", "GStreamer", "Reconnect",
@@ -40,5 +40,4 @@ def load(engine_dir: str | os.PathLike, options: LoadOptions = LoadOptions()) ->
     """Verify the manifest and the sha256 of every file, then open a session on the engine's backend."""
     root = Path(engine_dir)
     manifest = load_manifest(root)
-    backend = backends.get(manifest.backend["name"])
-    return backend.load(manifest, root, options)
+    return backends.session_side(manifest.backend["name"]).load(manifest, root, options)

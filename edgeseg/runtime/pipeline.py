@@ -32,12 +32,12 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..data.transforms import resize_to_input
-from ..errors import BadInputError
-from .sinks import NullSink, Result, Sink
-from .sources import Source
-from .stats import EngineOnly, StatsRecorder, StreamStats
-from .visualize import Renderer
+from edgeseg.errors import BadInputError
+from edgeseg.runtime.frames import resize_to_input
+from edgeseg.runtime.sinks import NullSink, Result, Sink
+from edgeseg.runtime.sources import Source
+from edgeseg.runtime.stats import EngineOnly, StatsRecorder, StreamStats
+from edgeseg.runtime.visualize import Renderer
 
 END = None  # the end-of-stream marker every stage forwards after its last frame
 STUCK_READ_S = 3.0  # after a stop, how long a live source's read() may block before the stream ends without it

@@ -22,7 +22,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from ..errors import BadInputError, EdgesegError
+from edgeseg.errors import BadInputError, EdgesegError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 MAX_CONSECUTIVE_CORRUPT = 25  # a file whose next 25 frames all fail to decode has ended or is broken

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ..io import atomic_path
+from edgeseg.io import atomic_path
 
 SCHEMA_VERSION = 1
 RING = 1 << 16  # samples kept per stage: 65,536 frames, about 36 minutes at 30 FPS, 512 KiB of float64

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from edgeseg.bench import SCHEMA_VERSION, BenchResult, BenchRun, to_json
+from edgeseg.measure.bench import SCHEMA_VERSION, BenchResult, BenchRun, to_json
 
 
 def make_result(name: str, rounds: list[list[float]], role: str = "engine") -> BenchResult:

@@ -15,7 +15,7 @@ def tiny_checkpoint(tmp_path_factory):
 
 
 def _build(checkpoint, backend: str, out):
-    from edgeseg.build import BuildRequest, build_engine
+    from edgeseg.build.orchestrator import BuildRequest, build_engine
 
     build_engine(BuildRequest(checkpoint=str(checkpoint), backend=backend, input_size=TINY_SIZE, out=str(out),
                               exporter="torchscript"))

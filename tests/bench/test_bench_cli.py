@@ -7,8 +7,8 @@ import json
 import subprocess
 import sys
 
-from edgeseg.bench import STAGES, read_json
-from edgeseg.cli import main
+from edgeseg.cli.main import main
+from edgeseg.measure.bench import STAGES, read_json
 
 FAST = ["--data", "synthetic:3", "--iterations", "6", "--rounds", "3", "--warmup", "1", "--no-progress"]
 
@@ -80,6 +80,6 @@ def test_bench_needs_an_engine(capsys):
 
 
 def test_bench_report_gate_import_no_torch():
-    code = ("import sys, edgeseg.bench, edgeseg.gate, edgeseg.report, edgeseg.cli_report, edgeseg.envinfo, "
-            "edgeseg.svgplot; edgeseg.envinfo.fingerprint(); assert 'torch' not in sys.modules, 'torch imported'")
+    code = ("import sys, edgeseg.measure.bench, edgeseg.measure.gate, edgeseg.measure.report, edgeseg.cli.report, "
+            "edgeseg.measure.envinfo, edgeseg.measure.svgplot; edgeseg.measure.envinfo.fingerprint(); assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -6,10 +6,9 @@ import json
 import xml.etree.ElementTree as ET
 
 import pytest
-
-from edgeseg.cli import main
-
 from bench_helpers import make_result, noisy_rounds, write_run
+
+from edgeseg.cli.main import main
 
 
 @pytest.fixture()

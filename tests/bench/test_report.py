@@ -6,10 +6,9 @@ import json
 import xml.etree.ElementTree as ET
 
 import pytest
-
-from edgeseg.cli import main
-
 from bench_helpers import make_result, noisy_rounds, write_run
+
+from edgeseg.cli.main import main
 
 
 def test_report_html_and_markdown(tmp_path, capsys):
@@ -51,7 +50,7 @@ def test_report_refuses_unknown_schema(tmp_path, capsys):
 
 def test_report_refuses_a_file_that_is_not_stream_statistics(tmp_path):
     from edgeseg.errors import EdgesegError
-    from edgeseg.report_stream import read_stream
+    from edgeseg.measure.report_stream import read_stream
 
     path = tmp_path / "bench.json"
     path.write_text('{"kind": "edgeseg-bench", "schema_version": 2}')

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from edgeseg.gate import parse_threshold, verdict
-from edgeseg.stats import bootstrap_ratio, summarize
-
 from bench_helpers import noisy_rounds
+
+from edgeseg.measure.gate import parse_threshold, verdict
+from edgeseg.measure.stats import bootstrap_ratio, summarize
 
 
 def test_summarize_percentiles():

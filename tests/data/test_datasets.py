@@ -5,8 +5,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-
 from fakedata import write_camvid
+
 from edgeseg.data import parse_spec
 from edgeseg.data.cityscapes import CITYSCAPES_INFO
 from edgeseg.data.voc import VOC_INFO

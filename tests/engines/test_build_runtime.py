@@ -11,13 +11,13 @@ import pytest
 import torch
 
 from edgeseg import backends
-from edgeseg.backends import LoadOptions
-from edgeseg.build import HOST_TAIL_BACKENDS, BuildRequest, build_engine
-from edgeseg.checkpoint import save
+from edgeseg.build.orchestrator import HOST_TAIL_BACKENDS, BuildRequest, build_engine
 from edgeseg.errors import BadInputError, CheckpointError, EdgesegError
 from edgeseg.manifest import ManifestError, read_manifest
 from edgeseg.models import build
 from edgeseg.runtime import load, resize_to_input
+from edgeseg.runtime.session import LoadOptions
+from edgeseg.train.checkpoint import save
 
 SIZE = (64, 96)
 CPU_BACKENDS = [b for b in ("onnxruntime", "openvino", "torch") if backends.availability(b).ok]
@@ -160,5 +160,5 @@ def test_auto_backend_picks_the_best_usable_one():
 
 def test_runtime_imports_no_torch():
     code = ("import sys, edgeseg.runtime, edgeseg.backends.onnxruntime, edgeseg.backends.openvino, "
-            "edgeseg.backends.tensorrt, edgeseg.bench; assert 'torch' not in sys.modules, 'torch imported'")
+            "edgeseg.backends.tensorrt, edgeseg.measure.bench; assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -7,9 +7,9 @@ import json
 import pytest
 import torch
 
-from edgeseg.checkpoint import save
-from edgeseg.cli import main
+from edgeseg.cli.main import main
 from edgeseg.models import build
+from edgeseg.train.checkpoint import save
 
 
 @pytest.fixture(scope="module")

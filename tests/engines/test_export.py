@@ -8,8 +8,8 @@ import onnx
 import pytest
 import torch
 
+from edgeseg.build.export import DeployModel, ExportOptions, compare, export_onnx, load_onnx, parity, torch_runner
 from edgeseg.errors import BadInputError
-from edgeseg.export import DeployModel, ExportOptions, compare, export_onnx, load_onnx, parity, torch_runner
 from edgeseg.models import build, names
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -54,15 +54,15 @@ def test_fused_argmax_gives_uint8_labels_and_unfused_preprocess_takes_floats(tmp
     assert match.label_agreement >= 0.999 and match.max_abs_logit_diff is None
     floats = export_onnx(model, tmp_path / "floats.onnx", 11, MEAN, STD, ExportOptions(SIZE, fuse_preprocess=False))
     assert (floats.input_name, floats.input_dtype, floats.input_shape) == ("images", "float32", [1, 3, *SIZE])
-    from edgeseg.backends.base import normalize
+    from edgeseg.runtime.session import normalize
 
     deploy = DeployModel(model, 11, MEAN, STD, fuse_preprocess=False)
     assert parity(deploy, floats.path, normalize(_frames(), MEAN, STD)).label_agreement >= 0.999
 
 
 def test_host_normalize_equals_the_fused_preprocess():
-    from edgeseg.backends.base import normalize
     from edgeseg.models.preprocess import Preprocess
+    from edgeseg.runtime.session import normalize
 
     frames = _frames()
     expected = Preprocess(MEAN, STD)(torch.from_numpy(frames)).numpy()
@@ -104,7 +104,7 @@ def test_corrupt_or_truncated_onnx_is_named(tmp_path):
 
 
 def test_fp16_graph_keeps_float32_io(tmp_path):
-    from edgeseg.export import fp16_onnx
+    from edgeseg.build.export import fp16_onnx
 
     model = build("lraspp", 11).eval()
     export_onnx(model, tmp_path / "m.onnx", 11, MEAN, STD, ExportOptions((64, 64), fuse_argmax=False))

@@ -11,13 +11,13 @@ import onnx
 import pytest
 
 from edgeseg import backends
-from edgeseg.build import BuildRequest, build_engine
-from edgeseg.calibration import CalibrationOverlapWarning, open_calibration
-from edgeseg.cli import main
+from edgeseg.build.calibration import CalibrationOverlapWarning, open_calibration
+from edgeseg.build.export import ExportOptions, export_onnx
+from edgeseg.build.orchestrator import BuildRequest, build_engine
+from edgeseg.build.quantize import qdq_from_onnx
+from edgeseg.cli.main import main
 from edgeseg.errors import EdgesegError
-from edgeseg.export import ExportOptions, export_onnx
 from edgeseg.models import build
-from edgeseg.quantize import qdq_from_onnx
 
 SIZE = (64, 96)
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)

@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 
 from edgeseg import backends
-from edgeseg.backends import _tensorrt_int8 as trt_int8
-from edgeseg.budget import restore_until_within
-from edgeseg.build import BuildRequest, build_engine
-from edgeseg.calibration import open_calibration
+from edgeseg.backends.tensorrt import int8 as trt_int8
+from edgeseg.build.budget import restore_until_within
+from edgeseg.build.calibration import open_calibration
+from edgeseg.build.export import ExportOptions, export_onnx
+from edgeseg.build.orchestrator import BuildRequest, build_engine
+from edgeseg.build.quantize import edge_nodes, float_nodes, qdq_from_onnx
 from edgeseg.errors import EdgesegError
-from edgeseg.export import ExportOptions, export_onnx
 from edgeseg.models import build
-from edgeseg.quantize import edge_nodes, float_nodes, qdq_from_onnx
 
 SIZE = (64, 96)
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)

@@ -10,16 +10,16 @@ import pytest
 import torch
 from torch import nn
 
-from edgeseg.build import BuildRequest, build_engine
-from edgeseg.calibration import open_calibration
+from edgeseg.build.calibration import open_calibration
+from edgeseg.build.export import ExportOptions, export_onnx
+from edgeseg.build.graph_rewrite import GREY, cut_upsample_tail, fold_preprocess
+from edgeseg.build.orchestrator import BuildRequest, build_engine
+from edgeseg.build.qdq_rewrite import blocks_into_first_conv, share_concat_scales
+from edgeseg.build.quantize import qdq_from_onnx
 from edgeseg.errors import BadInputError
-from edgeseg.export import ExportOptions, export_onnx
-from edgeseg.graph_rewrite import GREY, cut_upsample_tail, fold_preprocess
-from edgeseg.qdq_rewrite import blocks_into_first_conv, share_concat_scales
 from edgeseg.models import build
-from edgeseg.quantize import qdq_from_onnx
 from edgeseg.runtime import load
-from edgeseg.tail import first_argmax, upsample_argmax
+from edgeseg.runtime.tail import first_argmax, upsample_argmax
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 

@@ -10,7 +10,7 @@ import pytest
 from fakedata import untrained_checkpoint
 
 from edgeseg import backends
-from edgeseg.build import BuildRequest, build_engine
+from edgeseg.build.orchestrator import BuildRequest, build_engine
 from edgeseg.errors import EdgesegError
 from edgeseg.runtime import load
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from edgeseg.models import build
-from edgeseg.models.backbones import build_backbone, BACKBONES
+from edgeseg.models.backbones import BACKBONES, build_backbone
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "torchvision"
 SEGMENTATION = sorted(p.stem for p in FIXTURES.glob("*.json") if not p.stem.startswith("imagenet_"))
@@ -40,7 +40,7 @@ def test_segmentation_model_matches_torchvision_layout(stem, tmp_path):
     assert sum(p.numel() for p in model.parameters()) == ref["num_params"]
 
     # A torchvision-format checkpoint file loads with strict=True through weights_only reading.
-    from edgeseg.checkpoint import load_weights, read_weights
+    from edgeseg.models.weights import load_weights, read_weights
 
     state = {k: torch.randn(shape) if shape else torch.tensor(3) for k, shape in ref["state_dict"]}
     path = tmp_path / f"{stem}.pth"

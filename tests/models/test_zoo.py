@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from edgeseg import checkpoint
 from edgeseg.errors import BadInputError, CheckpointError, UnknownNameError
 from edgeseg.models import build, entry, names
+from edgeseg.models.weights import load_weights
+from edgeseg.train import checkpoint
 
 VARIANTS = [(n, b) for n in names() for b in (entry(n).backbones or (None,))]
 ODD_SIZE = (70, 90)  # neither dimension a multiple of 32, like CamVid's 360x480
@@ -140,13 +141,13 @@ def test_checkpoint_with_other_class_count_is_named(tmp_path):
     checkpoint.save(path, build("lraspp", 11))
     payload = checkpoint.load(path)
     with pytest.raises(CheckpointError, match="has 11 classes but the model was built with 21"):
-        checkpoint.load_weights(build("lraspp", 21), payload["state_dict"], source="camvid.pt")
+        load_weights(build("lraspp", 21), payload["state_dict"], source="camvid.pt")
 
 
 def test_checkpoint_of_another_model_names_the_keys(tmp_path):
     state = build("lraspp", 11).state_dict()
     with pytest.raises(CheckpointError, match="missing keys.*unexpected keys"):
-        checkpoint.load_weights(build("deeplabv3", 11, backbone="mobilenetv3_large"), state)
+        load_weights(build("deeplabv3", 11, backbone="mobilenetv3_large"), state)
 
 
 def test_checkpoint_refuses_to_overwrite_and_rejects_garbage(tmp_path):

@@ -13,14 +13,24 @@ import cv2
 import numpy as np
 import pytest
 
-from edgeseg.cli import main
+from edgeseg.cli.main import main
 from edgeseg.data.synthetic import road_video, write_road_video
 from edgeseg.errors import EdgesegError
 from edgeseg.runtime import load
 from edgeseg.runtime.pipeline import Pipeline, PipelineConfig
 from edgeseg.runtime.sinks import CallbackSink, PngFolder, VideoSink, output_sink
-from edgeseg.runtime.sources import (RTSP, Camera, GStreamer, ImageFolder, LiveSource, Reconnect, SourceError,
-                                     VideoFile, open_source, opencv_has_gstreamer)
+from edgeseg.runtime.sources import (
+    RTSP,
+    Camera,
+    GStreamer,
+    ImageFolder,
+    LiveSource,
+    Reconnect,
+    SourceError,
+    VideoFile,
+    open_source,
+    opencv_has_gstreamer,
+)
 from edgeseg.runtime.stats import SCHEMA_VERSION, STAGES
 
 ENGINE_SIZE = (64, 96)  # the engine's input; the frames below are another size, to exercise both resizes
@@ -29,7 +39,7 @@ FRAME_SIZE = (72, 128)
 
 @pytest.fixture(scope="session")
 def engine_dir(tmp_path_factory):
-    from edgeseg.build import BuildRequest, build_engine
+    from edgeseg.build.orchestrator import BuildRequest, build_engine
 
     out = tmp_path_factory.mktemp("engines") / "fastscnn-rw"
     build_engine(BuildRequest(model="fastscnn", random_weights=True, backend="onnxruntime",

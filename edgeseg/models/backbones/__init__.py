@@ -8,12 +8,12 @@ from typing import Iterable
 
 from torch import nn
 
-from ...errors import UnknownNameError
-from .mobilenetv2 import mobilenetv2
-from .mobilenetv3 import mobilenetv3_large
-from .resnet import resnet50, resnet101
-from .vgg import vgg16, vgg16_bn
-from .xception import xception65
+from edgeseg.errors import UnknownNameError
+from edgeseg.models.backbones.mobilenetv2 import mobilenetv2
+from edgeseg.models.backbones.mobilenetv3 import mobilenetv3_large
+from edgeseg.models.backbones.resnet import resnet50, resnet101
+from edgeseg.models.backbones.vgg import vgg16, vgg16_bn
+from edgeseg.models.backbones.xception import xception65
 
 BACKBONES = {
     "vgg16": vgg16,
@@ -33,7 +33,7 @@ def build_backbone(name: str, allowed: Iterable[str], pretrained: str | None = N
         raise UnknownNameError("backbone", name, allowed)
     backbone = BACKBONES[name](**options)
     if pretrained is not None:
-        from ...checkpoint import load_backbone_weights
+        from edgeseg.models.weights import load_backbone_weights
 
         load_backbone_weights(backbone, pretrained)
     return backbone

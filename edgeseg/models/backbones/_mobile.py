@@ -8,7 +8,7 @@ from typing import Callable, Mapping
 import torch
 from torch import nn
 
-from .._base import set_dilation
+from edgeseg.models._base import set_dilation
 
 
 def make_divisible(value: float, divisor: int = 8) -> int:

@@ -11,7 +11,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .._base import set_dilation
+from edgeseg.models._base import set_dilation
 
 _LAYERS = {"resnet50": (3, 4, 6, 3), "resnet101": (3, 4, 23, 3)}
 

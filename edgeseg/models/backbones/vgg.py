@@ -12,7 +12,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .._base import set_dilation
+from edgeseg.models._base import set_dilation
 
 _CONFIG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
 _POOLS = ("pool1", "pool2", "pool3", "pool4", "pool5")

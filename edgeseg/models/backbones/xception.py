@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._base import set_dilation
-from .._blocks import SeparableConv2d
+from edgeseg.models._base import set_dilation
+from edgeseg.models._blocks import SeparableConv2d
 
 
 class _PreActSeparable(nn.Sequential):

@@ -1,0 +1,151 @@
+"""OpenVINO IRs: the build-time half of the backend (convert, NNCF INT8 within an mIoU budget)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgeseg.backends.openvino import version
+from edgeseg.backends.openvino.session import (
+    BIN,
+    HINTS,
+    TYPE_NAMES,
+    XML,
+    compile_ir,
+    layer_precisions,
+    precision_as_run,
+    runtime_layers,
+)
+from edgeseg.build.spec import BuildSpec, Built
+from edgeseg.errors import BadInputError
+from edgeseg.manifest import Manifest
+
+FLOAT_PRECISIONS = ("fp32", "fp16")  # what an INT8 build is timed against
+
+
+def build(onnx_path: Path, out_dir: Path, spec: BuildSpec) -> Built:
+    import openvino as ov
+
+    if spec.precision not in HINTS:
+        raise BadInputError(f"OpenVINO builds fp32, fp16 or int8, not {spec.precision}", "pass --precision fp32")
+    device = spec.options.get("device", "CPU")
+    model = ov.convert_model(str(onnx_path))
+    options = {"device": device, "inference_precision_hint": HINTS[spec.precision]}
+    if spec.precision == "int8":
+        model, report = _nncf_int8(model, spec)
+        options["quantization"] = {"tool": "nncf", "keep_float": list(spec.keep_float)}
+        if report is not None:
+            options["budget"] = report.to_dict()
+            print(report.summary())
+    # save_model compresses to FP16 unless told otherwise: an "FP32" IR must say False explicitly.
+    ov.save_model(model, str(out_dir / XML), compress_to_fp16=spec.precision == "fp16")
+    compiled = compile_ir(ov.Core(), out_dir / XML, device, spec.precision, "latency", cache_dir=None)
+    as_run, note, not_int8 = precision_as_run(compiled), "", {}
+    if spec.precision == "int8":
+        layers = layer_precisions(compiled)
+        as_run = "int8" if layers.get("int8") else as_run
+        note = "layers by runtime precision: " + ", ".join(f"{k} {v}" for k, v in sorted(layers.items()))
+        not_int8 = float_layers(compiled)
+    elif as_run != spec.precision:
+        note = f"{device} has no {spec.precision.upper()} arithmetic; OpenVINO runs this IR in {as_run}"
+    return Built([XML, BIN], as_run, f"{device} ({_device_name(device)})", version(), note, options, not_int8)
+
+
+def _nncf_int8(model, spec: BuildSpec):
+    """NNCF post-training quantization of the IR, fed by the shared CalibrationSet: (model, budget report)."""
+    import nncf
+
+    if spec.calibration is None:
+        raise BadInputError("an int8 build needs calibration images", "pass --calib SPEC")
+    batches = list(spec.calibration.batches())
+    ignored = nncf.IgnoredScope(names=list(spec.keep_float), validate=False) if spec.keep_float else None
+    common = {"subset_size": len(batches), "preset": nncf.QuantizationPreset.PERFORMANCE,
+              **({"ignored_scope": ignored} if ignored else {})}
+    quantized = nncf.quantize(model, nncf.Dataset(batches), **common)
+    if spec.budget is None:
+        return quantized, None
+    return _within_budget(model, quantized, batches, common, spec.budget)
+
+
+def _within_budget(model, quantized, batches, common, budget):
+    """Measure the all-INT8 drop; past the budget, NNCF's accuracy control reverts the layers that
+    cost the most to float (it compiles with an f32 hint, so its FP32 reference is true FP32)."""
+    import nncf
+    import openvino as ov
+
+    from edgeseg.build.budget import BudgetReport, as_labels
+
+    val = budget.validation
+    core = ov.Core()
+
+    def predictor(m):
+        compiled = core.compile_model(m, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        return compiled, (lambda frames: as_labels(compiled({0: frames})[0], frames.shape[1:3]))
+
+    fp32 = val.miou(predictor(model)[1])
+    compiled, predict = predictor(quantized)
+    int8 = final = val.miou(predict)
+    strategy = "all-int8"
+    if fp32 - int8 > budget.max_drop:
+        def validate(compiled_model, items) -> tuple[float, None]:
+            indices = [i for i in items]
+            return val.miou(lambda f: as_labels(compiled_model({0: f})[0], f.shape[1:3]), indices) / 100.0, None
+
+        from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
+
+        restorer = AdvancedAccuracyRestorerParameters(
+            **({"max_num_iterations": budget.max_kept} if budget.max_kept is not None else {}))
+        quantized = nncf.quantize_with_accuracy_control(
+            model, nncf.Dataset(batches), nncf.Dataset(list(range(len(val.frames))), lambda i: val.frames[i:i + 1]),
+            validate, max_drop=budget.max_drop / 100.0, drop_type=nncf.DropType.ABSOLUTE,
+            advanced_accuracy_restorer_parameters=restorer, **common)
+        compiled, predict = predictor(quantized)
+        final, strategy = val.miou(predict), "nncf-accuracy-control"
+    layers = runtime_layers(compiled)
+    kept = {name: precision for name, precision in layers.items() if precision != "int8"}
+    report = BudgetReport(budget.max_drop, val.spec, len(val.frames), round(fp32, 3), round(int8, 3),
+                          round(final, 3), fp32 - final <= budget.max_drop, strategy, sorted(kept), kept)
+    return quantized, report
+
+
+def int8_diagnosis(root: Path, manifest: Manifest) -> str:
+    """Why an INT8 IR is slow here: layers left in float and the reorders/converts between them."""
+    import openvino as ov
+
+    compiled = compile_ir(ov.Core(), root / XML, "CPU", "int8", "latency", cache_dir=None)
+    layers = runtime_layers(compiled)
+    kinds: dict[str, int] = {}
+    for op in compiled.get_runtime_model().get_ordered_ops():
+        info = op.get_rt_info()
+        kind = info["layerType"].astype(str) if "layerType" in info else ""
+        if kind in ("Reorder", "Convert"):
+            kinds[kind] = kinds.get(kind, 0) + 1
+    floating = sum(1 for p in layers.values() if p != "int8")
+    return (f"{floating} of {len(layers)} convolutions/matmuls run in float; {kinds.get('Reorder', 0)} reorders and "
+            f"{kinds.get('Convert', 0)} precision converts between layers")
+
+
+# Ops that only move, reshape or convert data: they compute nothing a precision could change.
+DATA_MOVEMENT = {"input", "output", "const", "reshape", "reorder", "convert", "transpose", "stridedslice",
+                 "concatenation", "split", "gather", "broadcast", "squeeze", "unsqueeze"}
+
+
+def float_layers(compiled) -> dict[str, str]:
+    """Every executed op that computes in a precision other than INT8, by name: float convolutions, and
+    the layers around them (Interpolate, TopK for the fused ArgMax, eltwise subgraphs) that stay float."""
+    layers: dict[str, str] = {}
+    for op in compiled.get_runtime_model().get_ordered_ops():
+        info = op.get_rt_info()
+        kind = info["layerType"].astype(str).lower() if "layerType" in info else ""
+        precision = info["runtimePrecision"].astype(str).lower() if "runtimePrecision" in info else "?"
+        if kind and kind not in DATA_MOVEMENT and TYPE_NAMES.get(precision, precision) != "int8":
+            layers[op.get_friendly_name()] = f"{TYPE_NAMES.get(precision, precision)} ({kind})"
+    return layers
+
+
+def _device_name(device: str) -> str:
+    import openvino as ov
+
+    try:
+        return ov.Core().get_property(device, "FULL_DEVICE_NAME")
+    except RuntimeError:
+        return device
