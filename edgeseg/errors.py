@@ -34,3 +34,24 @@ class BadInputError(EdgesegError, ValueError):
 
 class CheckpointError(EdgesegError):
     """A checkpoint that cannot be read or does not fit the model it is loaded into."""
+
+
+def reraise_interrupt(exc: BaseException) -> None:
+    """Raise the KeyboardInterrupt or SystemExit hidden anywhere in `exc`'s cause/context chain.
+
+    Libraries turn an interrupt into their own error: when cleanup code fails while a Ctrl+C unwinds,
+    torch's ONNX exporter wraps that failure (whose context is the KeyboardInterrupt) in a
+    TorchExportError. An `except Exception` that then falls back, warns or reports "not available"
+    lets an interrupted build carry on and publish. Call this first in every broad `except` on the
+    build path; it returns when the chain holds no interrupt.
+    """
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, (KeyboardInterrupt, SystemExit)):
+            raise current
+        pending += [current.__cause__, current.__context__]

@@ -1,16 +1,25 @@
-"""Files that are written whole or not at all, and never overwrite silently."""
+"""Files that are written whole or not at all, and never overwrite silently.
+
+Both helpers stage beside the target with `tempfile` (0600 files, 0700 directories, so nothing
+half-written is readable) and give what they publish the modes a plain `open`/`mkdir` would have:
+0666/0777 less the umask, so a deployment group can read an engine its builder published.
+"""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
+import stat
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 from edgeseg.errors import EdgesegError
+
+MANIFEST_NAME = "manifest.json"  # what marks a directory as an engine (edgeseg.manifest re-exports it)
 
 
 @contextmanager
@@ -27,10 +36,30 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pa
     os.close(fd)
     try:
         yield Path(tmp)
-        os.replace(tmp, target)
+        if os.path.lexists(tmp):  # a writer may have removed it; then there is nothing to publish
+            apply_umask(Path(tmp))
+        if overwrite:
+            os.replace(tmp, target)
+        else:
+            _link_new(Path(tmp), target)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _link_new(tmp: Path, target: Path) -> None:
+    """Publish `tmp` as `target` only if `target` still does not exist: link(2) fails on an existing
+    name, where rename(2) would replace a file another writer published meanwhile."""
+    try:
+        os.link(tmp, target)
+    except FileExistsError:
+        raise EdgesegError(f"{target} appeared while it was being written (another process wrote it first); "
+                           "nothing was replaced", "choose another path, or pass --force to replace it") from None
+    except OSError:  # a file system without hard links: check, then rename (a narrow window)
+        if os.path.lexists(target):
+            raise EdgesegError(f"{target} appeared while it was being written; nothing was replaced",
+                               "choose another path, or pass --force to replace it") from None
+        os.replace(tmp, target)
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -41,27 +70,116 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it (os.umask can only be read by setting it, and a
+    thread creating a file in between would get the temporary value)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # no /proc (macOS): the only portable way
+    os.umask(mask)
+    return mask
+
+
+def apply_umask(path: Path) -> None:
+    """Give `path` (and, for a directory, everything under it) the modes open/mkdir would have given:
+    0777 & ~umask for directories and executables, 0666 & ~umask for other files. Symlinks are left alone."""
+    mask = current_umask()
+    entries = [path]
+    if path.is_dir() and not path.is_symlink():
+        for parent, dirs, files in os.walk(path):
+            entries += [Path(parent, name) for name in dirs + files]
+    for entry in entries:
+        mode = os.lstat(entry).st_mode
+        if stat.S_ISLNK(mode):
+            continue
+        full = 0o777 if stat.S_ISDIR(mode) or mode & 0o111 else 0o666
+        os.chmod(entry, full & ~mask)
+
+
+def _is_engine_dir(path: Path) -> bool:
+    return path.is_dir() and (path / MANIFEST_NAME).is_file()  # a link to one: the link is replaced
+
+
+def check_replaceable(target: Path, overwrite: bool) -> None:
+    """Refuse to publish over `target` unless it is absent, or `overwrite` and it is an engine
+    directory or an empty one: --force replaces an engine, never a folder of someone's other files."""
+    if not os.path.lexists(target):
+        return
+    if not overwrite:
+        raise EdgesegError(f"{target} already exists", "choose another --out, or pass --force to replace it")
+    if target.is_dir() and not any(target.iterdir()):
+        return
+    if not _is_engine_dir(target):
+        raise EdgesegError(f"{target} is not an engine directory (no {MANIFEST_NAME}); --force only replaces engines",
+                           "choose another --out, or move that folder's files away yourself")
+
+
 @contextmanager
 def staged_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
     """Yield an empty directory beside `path`; on success it becomes `path` in one rename.
 
     A failure removes the staging directory, so a half-built engine never appears under `path`;
-    with `overwrite` the old directory is kept until the new one is in place.
+    with `overwrite` the old directory is kept until the new one is in place. The target is checked
+    at the start (fail before a long build) and again at publish: another build may have published
+    there meanwhile, and its engine is never replaced unless `overwrite` was asked.
     """
     target = Path(path)
-    if target.exists() and not overwrite:
-        raise EdgesegError(f"{target} already exists", "choose another --out, or pass --force to replace it")
+    check_replaceable(target, overwrite)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
     try:
         yield staging
-        if target.exists():
-            retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
-            os.replace(target, retired / target.name)
-            os.replace(staging, target)
-            shutil.rmtree(retired, ignore_errors=True)
+        apply_umask(staging)
+        if overwrite:
+            _replace(staging, target)
         else:
-            os.replace(staging, target)
+            _publish_new(staging, target)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def _appeared(target: Path) -> EdgesegError:
+    return EdgesegError(f"{target} appeared while this build ran (another build published there first); "
+                        "nothing was replaced and this build's result is discarded",
+                        "choose another --out, or pass --force to replace it")
+
+
+def _publish_new(staging: Path, target: Path) -> None:
+    """Rename `staging` to `target`, failing when `target` now exists. rename(2) fails on a non-empty
+    directory or a file, so a finished engine is never replaced; the check refuses an empty directory."""
+    if os.path.lexists(target):
+        raise _appeared(target)
+    try:
+        os.rename(staging, target)
+    except OSError as exc:
+        if exc.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
+            raise _appeared(target) from None
+        raise
+
+
+def _replace(staging: Path, target: Path) -> None:
+    """--force: retire the old engine, rename the new one in, then delete the old one. If another
+    build got there in between, put the old one back and say so rather than lose either."""
+    if not os.path.lexists(target):
+        return _publish_new(staging, target)
+    check_replaceable(target, overwrite=True)
+    retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+    try:
+        os.rename(target, retired / target.name)
+    except FileNotFoundError:  # another --force build retired it first
+        shutil.rmtree(retired, ignore_errors=True)
+        return _publish_new(staging, target)
+    try:
+        _publish_new(staging, target)
+    except BaseException:
+        if not os.path.lexists(target):
+            os.rename(retired / target.name, target)
+            shutil.rmtree(retired, ignore_errors=True)
+        raise
+    shutil.rmtree(retired, ignore_errors=True)

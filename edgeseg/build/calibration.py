@@ -56,17 +56,48 @@ class CalibrationSet:
                 "fingerprint": self.fingerprint, "overlap_with_eval": len(self.overlap)}
 
 
-def _list_images(path: Path) -> list[tuple[str, np.ndarray]]:
-    lines = [line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
-    images = []
-    for line in lines:
-        image_path = Path(line) if os.path.isabs(line) else path.parent / line
-        image = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise BadInputError(f"calibration image {image_path} (listed in {path}) cannot be read",
-                                "fix the path in the list; paths are relative to the list's folder")
-        images.append((image_path.stem, image))
-    return images
+def _list_paths(path: Path) -> list[Path]:
+    """The image paths an image list names (one per line, relative to the list's folder; # comments)."""
+    from edgeseg.inputs import require_file
+
+    require_file(path, "calibration list", "write one image path per line, relative to the list's folder")
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInputError(f"cannot read calibration list {path}: {exc}", "pass a text file, one image path per line") \
+            from None
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    return [Path(line) if os.path.isabs(line) else path.parent / line for line in lines]
+
+
+def _read_image(image_path: Path, where: str, fix: str) -> tuple[str, np.ndarray]:
+    """(stem, BGR image) of one calibration image; a missing, non-file or undecodable one is named."""
+    from edgeseg.inputs import path_kind
+
+    kind = path_kind(image_path)
+    if kind != "a file":
+        state = "does not exist" if kind == "missing" else f"is {kind}, not a file"
+        raise BadInputError(f"calibration image {image_path} ({where}) {state}", fix)
+    image = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise BadInputError(f"calibration image {image_path} ({where}) cannot be read", fix)
+    return image_path.stem, image
+
+
+def _list_images(path: Path, count: int) -> list[tuple[str, np.ndarray]]:
+    """The images of a list, `count` of them spread over it; only those are decoded."""
+    paths = _list_paths(path)
+    fix = "fix the path in the list; paths are relative to the list's folder"
+    return [_read_image(paths[i], f"listed in {path}", fix) for i in _evenly(count, len(paths))]
+
+
+def _folder_images(folder: Path, count: int) -> list[tuple[str, np.ndarray]]:
+    """The images of a folder (calibration needs no labels), `count` of them spread over it."""
+    from edgeseg.data.folder import image_files
+
+    paths = image_files(folder)
+    fix = "remove or replace the unreadable image"
+    return [_read_image(paths[i], f"in {folder}", fix) for i in _evenly(count, len(paths))]
 
 
 def _evenly(count: int, total: int) -> list[int]:
@@ -76,30 +107,30 @@ def _evenly(count: int, total: int) -> list[int]:
     return sorted({int(i) for i in np.linspace(0, total - 1, count)})
 
 
+CALIB_FIX = ("pass --calib camvid:PATH:train (a split you do not report accuracy on), --calib folder:DIR "
+             "(a folder of images) or --calib calibration/LIST.txt")
+
+
 def open_calibration(spec: str | None, size: tuple[int, int], count: int | None = None, batch: int = 1,
                      eval_spec: str | None = None, progress: bool = True) -> CalibrationSet:
-    """Load the calibration images a spec names: a dataset spec or an image list (.txt)."""
+    """Load the calibration images a spec names: a dataset spec, a folder of images (`folder:DIR` or the
+    folder's path: calibration needs images only, no labels) or an image list (.txt).
+
+    `count` None takes DEFAULT_SIZE (or all there are); 0 or a negative count is refused, not replaced."""
+    from edgeseg.inputs import count as checked_count
+
     if not spec:
         raise EdgesegError("INT8 needs calibration images and none were given (edgeseg never calibrates on "
-                           "random data)", "pass --calib camvid:PATH:train (a split you do not report accuracy "
-                           "on) or --calib calibration/LIST.txt")
-    count = count or DEFAULT_SIZE
-    if spec.endswith(".txt"):
-        if not Path(spec).is_file():
-            raise BadInputError(f"calibration list {spec} does not exist", "write one image path per line")
-        pairs = _list_images(Path(spec))
-        pairs = [pairs[i] for i in _evenly(count, len(pairs))]
+                           "random data)", CALIB_FIX)
+    count = checked_count(count, "the number of calibration images (--calib-size)",
+                          f"pass --calib-size N with N of 1 or more, or leave it out for {DEFAULT_SIZE}")
+    count = DEFAULT_SIZE if count is None else count
+    if spec.endswith(".txt"):  # a list, even when something else sits at that path: say what it is
+        pairs = _list_images(Path(spec), count)
+    elif (folder := image_folder(spec)) is not None:
+        pairs = _folder_images(folder, count)
     else:
-        from edgeseg.data import parse_spec
-
-        dataset = parse_spec(spec, "train")
-        picked = _evenly(count, len(dataset))
-        pairs = []
-        from tqdm import tqdm
-
-        for i in tqdm(picked, desc="calibration images", unit="img", disable=not progress, leave=False):
-            sample = dataset[i]
-            pairs.append((sample.name, sample.image))
+        pairs = _dataset_images(spec, count, progress)
     if not pairs:
         raise BadInputError(f"calibration set {spec} has no images", "point --calib at a split with images")
     frames = np.stack([resize_to_input(image, size) for _, image in pairs])
@@ -113,6 +144,39 @@ def open_calibration(spec: str | None, size: tuple[int, int], count: int | None 
         warnings.warn(message, CalibrationOverlapWarning, stacklevel=2)
         print(f"WARNING: {message}", file=sys.stderr)
     return CalibrationSet(spec, names, frames, batch, overlap)
+
+
+def image_folder(spec: str) -> Path | None:
+    """The folder of images a calibration spec names (`folder:DIR`, or an existing folder's path), else
+    None. `folder:IMAGES,MASKS[,CLASSES]` is a labelled dataset and goes to parse_spec."""
+    kind, sep, rest = spec.partition(":")
+    if Path(spec).is_dir():
+        return Path(spec)
+    if kind == "folder" and sep and "," not in rest:
+        from edgeseg.inputs import path_kind
+
+        found = path_kind(rest) if rest else "missing"
+        if found != "a directory":
+            raise BadInputError(f"calibration folder {rest or '(none)'} "
+                                + ("does not exist" if found == "missing" else f"is {found}, not a folder"),
+                                "write --calib folder:DIR with DIR a folder of images")
+        return Path(rest)
+    return None
+
+
+def _dataset_images(spec: str, count: int, progress: bool) -> list[tuple[str, np.ndarray]]:
+    """`count` images spread over the split a dataset spec names."""
+    from tqdm import tqdm
+
+    from edgeseg.data import parse_spec
+
+    dataset = parse_spec(spec, "train")
+    pairs = []
+    for i in tqdm(_evenly(count, len(dataset)), desc="calibration images", unit="img", disable=not progress,
+                  leave=False):
+        sample = dataset[i]
+        pairs.append((sample.name, sample.image))
+    return pairs
 
 
 def _overlap(names: list[str], eval_spec: str | None) -> list[str]:
@@ -131,26 +195,155 @@ def cache_path(onnx_sha256: str, calib: CalibrationSet, method: str, root: Path 
 
 
 def cache_is_valid(path: Path, key: dict) -> bool:
-    """A cache is used only when its sidecar's key matches and its bytes are the ones written."""
+    """A cache is used only when its sidecar's key matches, its bytes are the ones written, and its
+    ranges are ranges (see `cache_problem`)."""
+    return cache_problem(path, key) is None
+
+
+def cache_problem(path: Path, key: dict) -> str | None:
+    """Why the cache at `path` cannot be used for `key` (a phrase: "is stale or was modified"), or None.
+
+    The sidecar's key and sha256 only prove that the bytes are the ones sealed; a cache crafted with
+    the right key and a matching sidecar is still read by ONNX Runtime as is, so its content is checked
+    too: ONNX Runtime's schema, the calibration method, and finite ranges with lowest <= highest (NaN or
+    inf ranges otherwise become the scales of the published graph)."""
     import json
 
     from edgeseg.io import sha256_file
 
     meta = path.with_suffix(".key.json")
     if not (path.is_file() and meta.is_file()):
-        return False
+        return "is missing or not a file"
     try:
         stored = json.loads(meta.read_text())
-    except (OSError, json.JSONDecodeError):
-        return False
-    return stored.get("key") == key and stored.get("sha256") == sha256_file(path)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return "has an unreadable key file"
+    if not (isinstance(stored, dict) and isinstance(stored.get("key"), dict) and isinstance(stored.get("sha256"), str)):
+        return "has a key file of the wrong shape"
+    if stored["key"] != key or stored["sha256"] != sha256_file(path):
+        return "is stale or was modified"
+    return _content_problem(path, key)
+
+
+def _content_problem(path: Path, key: dict) -> str | None:
+    """ONNX Runtime's JSON range caches are checked field by field; other caches (TensorRT's implicit
+    calibrator writes its own format, method "trt-entropy2") are trusted on their key and sha256."""
+    method = key.get("method")
+    return ranges_problem(path, method) if method in _METHOD_NAMES else None
+
+
+# ONNX Runtime's CalibrationMethod member for each --calib-method
+_METHOD_NAMES = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
+# TensorData fields ONNX Runtime accepts; those it requires float16/float32 arrays for
+_TENSOR_FIELDS = {"avg", "std", "lowest", "highest", "hist", "hist_edges", "bins"}
+_FLOAT_FIELDS = {"avg", "std", "lowest", "highest", "hist_edges"}
+_ARRAY_DTYPES = {"float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32",
+                 "uint64"}
+
+
+def ranges_problem(path: Path, method: str) -> str | None:
+    """Why the range cache ONNX Runtime wrote (or would read) at `path` is unusable, or None.
+
+    Mirrors what `onnxruntime.quantization.calibrate.TensorsData.from_dict` reads, so nothing it would
+    crash on (a missing key, an unknown field, a wrong dtype) or silently use (NaN, inf, lowest >
+    highest) gets through."""
+    import json
+
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return "is not readable JSON"
+    if not isinstance(data, dict) or data.get("CLS") != "TensorsData" or not isinstance(data.get("data"), dict):
+        return "is not a range cache (no TensorsData)"
+    recorded = data.get("calibration_method")
+    wanted = _METHOD_NAMES.get(method)
+    if not (isinstance(recorded, dict) and recorded.get("CLS") == "CalibrationMethod"
+            and isinstance(recorded.get("value"), str) and recorded["value"].split(".")[-1] == wanted):
+        return f"was not made by {method} calibration"
+    if data.get("smooth_quant", False) is not False:
+        return "was made with SmoothQuant, which edgeseg does not use"
+    if not data["data"]:
+        return "holds no ranges"
+    for name, tensor in data["data"].items():
+        problem = _tensor_problem(tensor)
+        if problem:
+            return f"has an unusable range for tensor {name!r}: {problem}"
+    return None
+
+
+def _tensor_problem(tensor: object) -> str | None:
+    """One tensor's TensorData: known fields, numbers or numpy.array objects, finite, lowest <= highest."""
+    if not isinstance(tensor, dict) or tensor.get("CLS", "TensorData") != "TensorData":
+        return "not a TensorData object"
+    fields = set(tensor) - {"CLS"}
+    if fields - _TENSOR_FIELDS:
+        return f"unknown fields {sorted(fields - _TENSOR_FIELDS)}"
+    if not {"lowest", "highest"} <= fields:
+        return "no lowest/highest"
+    values = {}
+    for field_name in fields:
+        values[field_name], problem = _array(tensor[field_name], field_name in _FLOAT_FIELDS)
+        if problem:
+            return f"{field_name} {problem}"
+    lowest, highest = values["lowest"], values["highest"]
+    if lowest.shape != highest.shape:
+        return f"lowest {lowest.shape} and highest {highest.shape} differ in shape"
+    if (lowest > highest).any():
+        return "lowest is above highest"
+    return None
+
+
+def _array(value: object, floating: bool) -> tuple[np.ndarray | None, str | None]:
+    """A number, or ONNX Runtime's {"CLS": "numpy.array", "data": ..., "dtype": ...}, as an array of
+    finite values; else (None, why)."""
+    if isinstance(value, bool):
+        return None, "is a boolean"
+    if isinstance(value, (int, float)):
+        array = np.asarray(value, np.float64)
+    elif isinstance(value, dict) and value.get("CLS") == "numpy.array" and "data" in value:
+        dtype = value.get("dtype")
+        allowed = {"float16", "float32"} if floating else _ARRAY_DTYPES
+        if dtype not in allowed:
+            return None, f"has dtype {dtype!r}, not one of {', '.join(sorted(allowed))}"
+        try:
+            array = np.asarray(value["data"], np.float64)
+        except (TypeError, ValueError):
+            return None, "is not an array of numbers"
+        if array.dtype == object:
+            return None, "is not an array of numbers"
+    else:
+        return None, "is not a number or an array"
+    if not np.isfinite(array).all():
+        return None, "is not finite (NaN or inf)"
+    return array, None
+
+
+def discard_cache(path: Path) -> None:
+    """Remove a cache and its sidecar before recalibrating. Something other than a file at either path
+    (a directory someone made there) is not removed but refused: ONNX Runtime cannot write over it."""
+    from edgeseg.inputs import path_kind
+
+    for target in (path, path.with_suffix(".key.json")):
+        kind = path_kind(target)
+        if kind == "missing":
+            continue
+        if kind not in ("a file", "a broken symbolic link"):
+            raise BadInputError(f"calibration cache {target} is {kind}, not a file",
+                                f"remove {target}; edgeseg writes the range cache there")
+        target.unlink()
 
 
 def seal_cache(path: Path, key: dict) -> None:
-    """Write the sidecar that lets `cache_is_valid` recognise this cache, and only this one."""
+    """Write the sidecar that lets `cache_is_valid` recognise this cache, and only this one. Ranges
+    that are not finite (or otherwise unusable) are refused, not sealed for every later build."""
     import json
 
     from edgeseg.io import atomic_path, sha256_file
 
+    problem = _content_problem(path, key)
+    if problem:
+        raise EdgesegError(f"calibration cache {path} {problem}",
+                           "check the calibration images and the network's weights (a NaN activation makes "
+                           "NaN ranges), or try another --calib-method")
     with atomic_path(path.with_suffix(".key.json"), overwrite=True) as tmp:
         tmp.write_text(json.dumps({"key": key, "sha256": sha256_file(path)}, indent=1))

@@ -9,7 +9,10 @@ ONNX Runtime's INT8 run.
 - `fold_preprocess`: for INT8 graphs, the per-channel normalization and the BGR->RGB flip go into the
   first convolution's weights, and the frame's uint8 values feed that convolution directly (one
   scalar zero point). Interior pixels compute exactly what the unfolded graph computes; the
-  convolution's zero padding becomes the grey `zero_point` instead of the per-channel mean.
+  convolution's zero padding becomes the grey `zero_point` instead of the per-channel mean. The fold
+  changes float weights before quantization, so the quantizer's weight range (reduced, [-64, 64],
+  for ONNX Runtime) applies to the folded weights as to any other; frames in [0, 255] then meet
+  them exactly as any u8 activation does.
 
 Rewrites of the quantized graph itself are in `edgeseg.build.qdq_rewrite`.
 """

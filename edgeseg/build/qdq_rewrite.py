@@ -10,7 +10,13 @@ measures it:
   stride-1 convolution on 2x2 pixel blocks (12 channels). Same products, same int32 sums: the
   output is bit-identical. ONNX Runtime's U8S8 kernels are slow on 3 input channels: Fast-SCNN's
   first convolution at 360x480 took 2.3-3.0 ms, the rewritten one 0.8-0.9 ms plus 0.5 ms to form
-  the blocks (two row slices and a concat).
+  the blocks (two row slices and a concat). The int8 values are copied and zeros added, so the
+  widest weight is unchanged and reduced-range weights stay within [-64, 64]: "bit-identical" holds
+  on every x86 CPU only because no u8 x s8 pair can saturate (`edgeseg.runtime.cpu`); with
+  full-range weights the two layouts pair different products, and on AVX2 they clip differently.
+
+`widest_int8_weight` reads back the largest int8 weight a matrix product takes, after all rewrites:
+the quantizer refuses a reduced-range graph whose weights came out wider.
 """
 
 from __future__ import annotations
@@ -104,6 +110,25 @@ def _set_ints(node: onnx.NodeProto, **values) -> None:
         if attribute.name in values:
             attribute.ints[:] = values.pop(attribute.name)
     node.attribute.extend(helper.make_attribute(k, v) for k, v in values.items())
+
+
+def widest_int8_weight(model: onnx.ModelProto) -> int:
+    """The largest |int8 weight| a Conv/ConvTranspose/Gemm/MatMul of the Q/DQ graph reads (its weight
+    input dequantized from a constant), after every rewrite: what decides whether ONNX Runtime's U8S8
+    pairs can saturate on x86 CPUs without VNNI (`edgeseg.runtime.cpu`). The raw int8 values count,
+    not value minus zero point: the kernels multiply the raw bytes and correct for zero points after."""
+    graph = model.graph
+    init = {t.name: t for t in graph.initializer}
+    producer = _producer(graph)
+    widest = 0
+    for node in graph.node:
+        dq = producer.get(node.input[1]) if node.op_type in WEIGHTED_OPS and len(node.input) > 1 else None
+        if dq is None or dq.op_type != "DequantizeLinear" or dq.input[0] not in init:
+            continue
+        weight = init[dq.input[0]]
+        if weight.data_type == onnx.TensorProto.INT8 and _size(weight):
+            widest = max(widest, int(np.abs(numpy_helper.to_array(weight).astype(np.int32)).max()))
+    return widest
 
 
 def share_concat_scales(model: onnx.ModelProto) -> int:

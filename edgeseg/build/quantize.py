@@ -6,6 +6,13 @@ x86, whose U8S8 kernels are the fast ones: DeepLabV3+ MobileNetV2 at 360x480 on 
 faster than FP32 as U8S8 but only 1.19x as S8S8 (tools/ort_int8_formats.py). Ranges come
 from a `CalibrationSet` by minmax, entropy (KL) or percentile, and are cached under
 `calibration/cache/` keyed by the graph's sha256, the calibration pixels and the method.
+
+U8 graphs get reduced-range weights by default, [-64, 64] ("7-bit", ORT's `reduce_range`): on x86
+CPUs without VNNI, ONNX Runtime's U8S8 kernels add products in pairs into a saturating int16
+(`vpmaddubsw`), and full-range pairs (2*255*127) overflow it; 2*255*64 = 32640 fits, so the graph
+computes the same int32 sums on AVX2, AVX-512, VNNI and AMX (`edgeseg.runtime.cpu`). Full range
+(`reduce_range=False`) is for engines that only ever run where VNNI is. S8 graphs (TensorRT) keep
+full range: TensorRT accumulates INT8 products in int32 (DP4A, tensor cores), with no int16 step.
 """
 
 from __future__ import annotations
@@ -14,10 +21,18 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
-from edgeseg.build.calibration import CACHE_DIR, CalibrationSet, cache_is_valid, cache_path, seal_cache
-from edgeseg.errors import BadInputError
+from edgeseg.build.calibration import (
+    CACHE_DIR,
+    CalibrationSet,
+    cache_path,
+    cache_problem,
+    discard_cache,
+    ranges_problem,
+    seal_cache,
+)
+from edgeseg.errors import BadInputError, EdgesegError, reraise_interrupt
 from edgeseg.io import atomic_path, sha256_file
 
 METHODS = ("minmax", "entropy", "percentile")
@@ -38,14 +53,20 @@ class QuantResult:
     quantized_nodes: int = 0
     seconds: float = 0.0
     activations: str = "s8"
+    reduce_range: bool = False  # weights in [-64, 64] (7-bit) instead of [-127, 127]
+    widest_weight: int = 0  # the largest |int8 weight| feeding a Conv/ConvTranspose/Gemm/MatMul, after the rewrites
     folded_input: dict | None = None  # u8: the preprocessing folded into the first convolution (graph_rewrite)
     shared_concats: int = 0  # concats whose inputs took one scale, so they copy (qdq_rewrite)
 
     def summary(self) -> str:
         hit = "cached ranges" if self.cache_hit else f"calibrated on {self.calibration['images']} images"
         kept = f", {len(self.excluded)} nodes kept in fp32" if self.excluded else ""
-        return f"quantized {Path(self.path).name} ({self.method}, {self.activations} activations, {hit}{kept}) " \
-               f"in {self.seconds:.1f}s"
+        return f"quantized {Path(self.path).name} ({self.method}, {self.activations} activations, " \
+               f"{self.weights} weights, {hit}{kept}) in {self.seconds:.1f}s"
+
+    @property
+    def weights(self) -> str:
+        return "reduced-range (7-bit)" if self.reduce_range else "full-range (8-bit)"
 
 
 class _Reader:
@@ -83,8 +104,13 @@ def _method(name: str):
 
 def qdq_from_onnx(src: str | os.PathLike, dst: str | os.PathLike, calib: CalibrationSet, method: str = "entropy",
                   exclude: Sequence[str] = (), activations: str = "s8", cache_root: Path = CACHE_DIR,
-                  overwrite: bool = False, fold_input: bool | None = None) -> QuantResult:
+                  overwrite: bool = False, fold_input: bool | None = None,
+                  reduce_range: bool | None = None) -> QuantResult:
     """Write a Q/DQ INT8 copy of the float graph `src` to `dst` (activations "s8" symmetric or "u8").
+
+    `reduce_range` (default: with u8 activations) quantizes the weights to [-64, 64], so that ONNX
+    Runtime's U8S8 kernels cannot saturate on x86 CPUs without VNNI; pass False only for engines that
+    run on CPUs with AVX512-VNNI or AVX-VNNI alone. S8 graphs (TensorRT) are always full range.
 
     `fold_input` (default: with u8 activations) folds the fused preprocessing into the first
     convolution so that it reads the uint8 frame itself (`graph_rewrite.fold_preprocess`): on ONNX
@@ -97,36 +123,41 @@ def qdq_from_onnx(src: str | os.PathLike, dst: str | os.PathLike, calib: Calibra
 
     if activations not in ("s8", "u8"):
         raise BadInputError(f"unknown activation type '{activations}'", "use s8 (TensorRT) or u8 (ONNX Runtime on x86)")
+    if reduce_range is None:
+        reduce_range = activations == "u8"
+    if reduce_range and activations == "s8":
+        raise BadInputError("reduced-range weights are for ONNX Runtime's U8S8 kernels on x86, not s8 graphs",
+                            "quantize s8 (TensorRT) graphs with full-range weights")
     if fold_input is None:
         fold_input = activations == "u8"
     if not fold_input:
-        return _qdq(src, dst, calib, method, exclude, activations, cache_root, overwrite, None)
+        return _qdq(src, dst, calib, method, exclude, activations, cache_root, overwrite, None, reduce_range)
     from edgeseg.build.graph_rewrite import fold_preprocess
 
     model = onnx.load(str(src))
     folded = fold_preprocess(model)
     if folded is None:
-        return _qdq(src, dst, calib, method, exclude, activations, cache_root, overwrite, None)
+        return _qdq(src, dst, calib, method, exclude, activations, cache_root, overwrite, None, reduce_range)
     with tempfile.TemporaryDirectory(prefix="edgeseg-fold-") as tmp:
         folded_src = Path(tmp) / "folded.onnx"
         onnx.save(model, str(folded_src))
-        return _qdq(folded_src, dst, calib, method, exclude, activations, cache_root, overwrite, folded)
+        return _qdq(folded_src, dst, calib, method, exclude, activations, cache_root, overwrite, folded, reduce_range)
 
 
-def _qdq(src, dst, calib, method, exclude, activations, cache_root, overwrite, folded) -> QuantResult:
-    import onnx
+def _qdq(src, dst, calib, method, exclude, activations, cache_root, overwrite, folded, reduce_range) -> QuantResult:
     import numpy as np
+    import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    from edgeseg.build.qdq_rewrite import widest_int8_weight
+    from edgeseg.runtime.cpu import SATURATION_FREE_WEIGHT
 
     start = time.perf_counter()
     calibrate_method = _method(method)
     model_sha = sha256_file(src)
     cache = cache_path(model_sha, calib, method, Path(cache_root))
     key = {"onnx_sha256": model_sha, "calibration": calib.describe(), "method": method}
-    hit = cache_is_valid(cache, key)
-    if not hit and cache.exists():
-        print(f"calibration cache {cache} is stale or was modified; recalibrating")
-        cache.unlink()
+    hit = _usable_cache(cache, key)
     input_name = onnx.load(str(src), load_external_data=False).graph.input[0].name
     extra = {"ActivationSymmetric": activations == "s8", "WeightSymmetric": True, "CalibMovingAverage": False}
     if folded is not None:  # frame - zero_point at scale 1 is the frame itself: exact, and elided below
@@ -136,13 +167,20 @@ def _qdq(src, dst, calib, method, exclude, activations, cache_root, overwrite, f
         extra["CalibPercentile"] = 99.999
     exclude = list(dict.fromkeys([*edge_nodes(src), *exclude]))
     with atomic_path(dst, overwrite=overwrite) as tmp:
-        quantize_static(str(src), str(tmp), _Reader(calib, input_name).reader, quant_format=QuantFormat.QDQ,
-                        op_types_to_quantize=OP_TYPES, per_channel=True, reduce_range=False,
-                        activation_type=QuantType.QInt8 if activations == "s8" else QuantType.QUInt8,
-                        weight_type=QuantType.QInt8,
-                        nodes_to_exclude=list(exclude), calibrate_method=calibrate_method,
-                        calibration_cache_path=str(cache), extra_options=extra)
+        def quantize() -> None:
+            quantize_static(str(src), str(tmp), _Reader(calib, input_name).reader, quant_format=QuantFormat.QDQ,
+                            op_types_to_quantize=OP_TYPES, per_channel=True, reduce_range=reduce_range,
+                            activation_type=QuantType.QInt8 if activations == "s8" else QuantType.QUInt8,
+                            weight_type=QuantType.QInt8,
+                            nodes_to_exclude=list(exclude), calibrate_method=calibrate_method,
+                            calibration_cache_path=str(cache), extra_options=extra)
+
+        hit = _calibrate_or_reuse(quantize, cache, method, hit)
         folded_info, shared, model = _rewrite_qdq(tmp, folded)
+        widest = widest_int8_weight(model)
+        if reduce_range and widest > SATURATION_FREE_WEIGHT:  # a rewrite or ORT widened them: refuse to publish
+            raise RuntimeError(f"reduced-range weights reach {widest} after quantization, past the "
+                               f"{SATURATION_FREE_WEIGHT} that keeps ONNX Runtime's U8S8 kernels from saturating")
     if not hit:
         seal_cache(cache, key)
     nodes = model.graph.node
@@ -150,7 +188,44 @@ def _qdq(src, dst, calib, method, exclude, activations, cache_root, overwrite, f
     present = {n.name for n in nodes}
     exclude = [name for name in exclude if name in present]  # the fold removes some preprocessing nodes
     return QuantResult(str(dst), method, calib.describe(), str(cache), hit, exclude, quantized,
-                       time.perf_counter() - start, activations, folded_info, shared)
+                       time.perf_counter() - start, activations, reduce_range, widest, folded_info, shared)
+
+
+def _usable_cache(cache: Path, key: dict) -> bool:
+    """Whether the range cache can be used as it is; if not, say why and remove it (and its sidecar)
+    so that ONNX Runtime calibrates afresh instead of reading it."""
+    problem = cache_problem(cache, key)
+    if problem is None:
+        return True
+    if os.path.lexists(cache) or os.path.lexists(cache.with_suffix(".key.json")):
+        print(f"calibration cache {cache} {problem}; recalibrating")
+        discard_cache(cache)
+    return False
+
+
+def _calibrate_or_reuse(quantize: Callable[[], None], cache: Path, method: str, hit: bool) -> bool:
+    """Run `quantize` on the cached ranges when `hit`, else calibrate; returns whether the cache was used.
+
+    A cache that passed `cache_problem` can still lack a tensor of this graph (crafted with the right
+    key): ONNX Runtime then refuses it, and that means recalibrating, not a traceback. Fresh ranges are
+    checked before the graph made from them is published: NaN or inf ranges become NaN scales."""
+    if hit:
+        try:
+            quantize()
+            return True
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            reraise_interrupt(exc)
+            reason = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+            print(f"calibration cache {cache} does not fit this graph ({reason}); recalibrating")
+            discard_cache(cache)
+    quantize()
+    problem = ranges_problem(cache, method)
+    if problem:
+        discard_cache(cache)
+        raise EdgesegError(f"calibration produced unusable ranges: the cache {problem}",
+                           "check the calibration images and the network's weights (a NaN activation makes "
+                           "NaN ranges), or try another --calib-method")
+    return False
 
 
 def _rewrite_qdq(path: Path, folded):

@@ -1,22 +1,30 @@
 """`edgeseg stream`: frames from a camera, a video, an image folder, RTSP or GStreamer through an engine.
 
 Torch-free like the rest of the runtime: it imports numpy, OpenCV and the engine's own library.
+
+Everything that can be checked before streaming is (the numbers, which options apply to the chosen source,
+the destinations: writable, not the inputs); once the engine is being loaded, every ending (a signal, the
+end, an error) prints and writes the statistics, the error in them.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import signal
 import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from edgeseg.cli.engines import SPIN_HELP
-from edgeseg.errors import EdgesegError
+from edgeseg.cli.common import SPIN_HELP
+from edgeseg.errors import BadInputError, EdgesegError
+
+DEFAULT_ALPHA = 0.5
+DEFAULT_GIVE_UP_S = 60.0
 
 
-def add_stream_command(sub) -> None:
+def add_commands(sub) -> None:
     p = sub.add_parser("stream", help="stream camera/video frames through an engine (real-time segmentation)",
                        description="capture -> preprocess -> infer -> render -> sinks, one thread per stage. "
                                    "Ctrl+C or SIGTERM stops cleanly: statistics written, video finalized.")
@@ -27,15 +35,16 @@ def add_stream_command(sub) -> None:
     src.add_argument("--images", metavar="DIR", help="a folder of frames, sorted by name (every frame)")
     src.add_argument("--rtsp", metavar="URL", help="an RTSP/HTTP stream (live)")
     src.add_argument("--gst", metavar="PIPELINE", help="a GStreamer pipeline ending in appsink (live)")
+    p.add_argument("--loop", action="store_true", help="--video only: start over at the end until stopped (soak)")
     p.add_argument("--show", action="store_true", help="show the picture in a window (q or Esc stops)")
     p.add_argument("--output", metavar="PATH", help="FILE.mp4 / FILE.avi, or a folder for PNG frames")
     p.add_argument("--force", action="store_true", help="replace an existing --output / --stats")
     p.add_argument("--view", choices=("overlay", "mask", "side"), default="overlay")
-    p.add_argument("--alpha", type=float, default=0.5, help="colour mask weight in the overlay (default 0.5)")
+    p.add_argument("--alpha", type=float, help=f"--view overlay: colour mask weight, 0..1 (default {DEFAULT_ALPHA})")
     p.add_argument("--no-legend", dest="legend", action="store_false", help="no class legend")
     p.add_argument("--no-hud", dest="hud", action="store_false", help="no FPS/latency text on the picture")
-    p.add_argument("--stats", metavar="FILE.json", help="write the run's statistics here at the end")
-    p.add_argument("--max-frames", type=int, metavar="N", help="stop after N processed frames")
+    p.add_argument("--stats", metavar="FILE.json", help="write the run's statistics here at the end (on errors too)")
+    p.add_argument("--max-frames", type=int, metavar="N", help="stop after N processed frames (N >= 1)")
     p.add_argument("--report-every", type=float, default=5.0, metavar="S", help="console line interval (0: off)")
     p.add_argument("--engine-fps", type=int, default=50, metavar="N",
                    help="time N session.infer calls alone before and N after the stream, on the stream's frames, "
@@ -49,8 +58,9 @@ def add_stream_command(sub) -> None:
                    help="OpenCV threads (default 1: decode, resize and render run beside the engine's threads)")
     p.add_argument("--device", help="OpenVINO device (CPU, GPU) or TensorRT GPU index (default: as built)")
     p.add_argument("--spin", action="store_true", help=SPIN_HELP)
-    p.add_argument("--give-up", type=float, default=60.0, metavar="S",
-                   help="live sources: stop after S seconds without a frame, reconnecting meanwhile (default 60)")
+    p.add_argument("--give-up", type=float, metavar="S",
+                   help=f"live sources: stop after S seconds without a frame, reconnecting meanwhile "
+                        f"(default {DEFAULT_GIVE_UP_S:g})")
     p.set_defaults(func=run_stream)
 
 
@@ -58,36 +68,72 @@ def run_stream(args: argparse.Namespace) -> int:
     import cv2
 
     from edgeseg.runtime import LoadOptions, load
-    from edgeseg.runtime.pipeline import Pipeline, PipelineConfig
+    from edgeseg.runtime.pipeline import Pipeline
 
-    cv2.setNumThreads(max(0, args.cv_threads))
-    _refuse_existing_stats(args)
+    check_options(args)
+    cv2.setNumThreads(args.cv_threads)
     source = _source(args)
     sinks = _sinks(args)
-    config = PipelineConfig(view=args.view, alpha=args.alpha, legend=args.legend, hud=args.hud,
-                            max_frames=args.max_frames, report_every_s=args.report_every,
-                            engine_fps_iterations=max(0, args.engine_fps))
-    with load(args.engine, LoadOptions(threads=args.threads, device=args.device, spin=args.spin)) as session:
-        _print_start(args, session, source, sinks, args.threads)
-        pipeline = Pipeline(source, session, sinks, config)
-        try:
+    _check_destinations(args, source, sinks)
+    config = _config(args)
+    pipeline, error = None, None
+    try:
+        with load(args.engine, LoadOptions(threads=args.threads, device=args.device, spin=args.spin)) as session:
+            _print_start(args, session, source, sinks, args.threads)
+            pipeline = Pipeline(source, session, sinks, config)
             with _stop_on_signals(pipeline):
                 pipeline.run()
-        finally:
-            _finish(args, pipeline)
+    except OSError as exc:  # the last resort: an environment fault is an error message, never a traceback
+        from edgeseg.runtime.destinations import os_error
+
+        error = os_error(exc)
+        raise error from None
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        _finish(args, pipeline, source, config, error)
     return 0
 
 
-def _refuse_existing_stats(args: argparse.Namespace) -> None:
-    if args.stats and Path(args.stats).exists() and not args.force:
-        raise EdgesegError(f"{args.stats} already exists", "choose another --stats, or pass --force to replace it")
+# -- checks before anything is opened ---------------------------------------------------------------------
+def check_options(args: argparse.Namespace) -> None:
+    """Refuse numbers that would run nothing (--max-frames -1 used to exit 0 at once) or something else than
+    asked (--alpha 7), and options the chosen source or view would silently ignore, naming the flag."""
+    live = args.camera is not None or args.rtsp is not None or args.gst is not None
+    if args.give_up is not None and not live:
+        raise BadInputError("--give-up applies to live sources (--camera, --rtsp, --gst), not to "
+                            f"{'--video' if args.video is not None else '--images'}",
+                            "drop --give-up: a file source ends at its last frame")
+    if args.alpha is not None and args.view != "overlay":
+        raise BadInputError(f"--alpha applies to --view overlay only, not to --view {args.view}",
+                            "drop --alpha, or pass --view overlay")
+    alpha = DEFAULT_ALPHA if args.alpha is None else args.alpha
+    _need(math.isfinite(alpha) and 0 <= alpha <= 1, "--alpha", alpha, "a weight between 0 and 1")
+    _need(args.max_frames is None or args.max_frames >= 1, "--max-frames", args.max_frames, "1 or more")
+    give_up = DEFAULT_GIVE_UP_S if args.give_up is None else args.give_up
+    _need(give_up > 0, "--give-up", give_up, "a number of seconds above 0")  # NaN fails too
+    _need(args.report_every >= 0, "--report-every", args.report_every, "0 (off) or a number of seconds")
+    _need(args.engine_fps >= 0, "--engine-fps", args.engine_fps, "0 (skip) or more")
+    _need(args.threads >= 0, "--threads", args.threads, "0 (the library's choice) or more")
+    _need(args.cv_threads >= 0, "--cv-threads", args.cv_threads, "0 or more")
+    _need(args.camera is None or args.camera >= 0, "--camera", args.camera, "a device index, 0 or more")
+    for flag in ("output", "stats"):
+        if getattr(args, flag) is not None and not getattr(args, flag).strip():
+            raise BadInputError(f"--{flag} is empty", f"pass a path with --{flag}, or drop it")
+    args.alpha, args.give_up = alpha, give_up
+
+
+def _need(ok: bool, flag: str, value: object, rule: str) -> None:
+    if not ok:
+        raise BadInputError(f"{flag} {value} is out of range: it must be {rule}", f"pass {flag} with {rule}")
 
 
 def _source(args: argparse.Namespace):
     from edgeseg.runtime.sources import Reconnect, open_source
 
     return open_source(camera=args.camera, video=args.video, images=args.images, rtsp=args.rtsp, gst=args.gst,
-                       reconnect=Reconnect(give_up_s=args.give_up, stall_s=min(5.0, args.give_up)))
+                       reconnect=Reconnect(give_up_s=args.give_up, stall_s=min(5.0, args.give_up)), loop=args.loop)
 
 
 def _sinks(args: argparse.Namespace) -> list:
@@ -97,6 +143,32 @@ def _sinks(args: argparse.Namespace) -> list:
     if args.show:
         sinks.append(WindowSink())
     return sinks
+
+
+def _check_destinations(args: argparse.Namespace, source, sinks: list) -> None:
+    """--stats and --output: writable, not each other, and never one of the files the stream reads (the source,
+    the engine), whatever --force says."""
+    from edgeseg.runtime.destinations import check_file_destination, refuse_overwriting_inputs, same_path
+
+    engine = Path(args.engine)
+    inputs = [*source.inputs(), engine, *(engine.rglob("*") if engine.is_dir() else ())]
+    for sink in sinks:
+        refuse_overwriting_inputs(sink, inputs, "--output")
+    if args.stats:
+        stats = Path(args.stats)
+        check_file_destination(stats, args.force, "--stats")
+        refuse_overwriting_inputs(stats, inputs, "--stats")
+        if args.output and same_path(stats, Path(args.output)):
+            raise BadInputError(f"--stats and --output are the same path ({args.stats})",
+                                "write the statistics to a .json file of their own")
+
+
+def _config(args: argparse.Namespace):
+    from edgeseg.runtime.pipeline import PipelineConfig
+
+    return PipelineConfig(view=args.view, alpha=args.alpha, legend=args.legend, hud=args.hud,
+                          max_frames=args.max_frames, report_every_s=args.report_every,
+                          engine_fps_iterations=args.engine_fps)
 
 
 def _print_start(args, session, source, sinks, threads: int) -> None:
@@ -110,15 +182,27 @@ def _print_start(args, session, source, sinks, threads: int) -> None:
           f"{cv2_threads()} OpenCV threads) -> {where}{weights}", flush=True)
 
 
-def _finish(args: argparse.Namespace, pipeline) -> None:
-    """Print and write the statistics, whatever ended the stream (they are most wanted after a failure)."""
-    stats = pipeline.stats
-    if stats is None:
-        return
+# -- every ending -----------------------------------------------------------------------------------------
+def _finish(args: argparse.Namespace, pipeline, source, config, error: BaseException | None) -> None:
+    """Print and write the statistics, whatever ended the stream (they are most wanted after a failure). A stats
+    file that cannot be written is the run's error, or, after another error, reported beside it."""
+    from edgeseg.runtime.stats import stats_without_stream
+
+    stats = pipeline.stats if pipeline is not None else None
+    if stats is None:  # the engine did not load, or the pipeline could not be made
+        settings = {"view": config.view, "alpha": config.alpha, "max_frames": config.max_frames, "sinks": []}
+        stats = stats_without_stream(source.describe(), {"path": args.engine}, settings, error)
     print(stats.summary(), flush=True)
-    if args.stats:
+    if not args.stats:
+        return
+    try:
         stats.write(args.stats, overwrite=args.force)
-        print(f"wrote {args.stats}", flush=True)
+    except EdgesegError as exc:
+        if error is None:
+            raise
+        print(f"edgeseg: error: {exc.problem}" + (f"\n  fix: {exc.fix}" if exc.fix else ""), file=sys.stderr)
+        return
+    print(f"wrote {args.stats}", flush=True)
 
 
 @contextmanager

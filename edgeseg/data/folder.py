@@ -11,6 +11,21 @@ from edgeseg.errors import BadInputError
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
 
+def image_files(folder: str | Path) -> list[Path]:
+    """The images directly in `folder`, sorted by name: what a calibration set of unlabelled images is.
+
+    An empty folder is refused with a hint: the usual mistake is a dataset's root (its images are in
+    split subfolders), which needs a dataset spec instead."""
+    folder = Path(folder)
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        subfolders = sorted(p.name for p in folder.iterdir() if p.is_dir())[:4]
+        inside = f" (it holds the folders {', '.join(subfolders)})" if subfolders else ""
+        raise BadInputError(f"folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)}){inside}",
+                            f"pass a folder of images, or a dataset spec such as camvid:{folder}:train")
+    return files
+
+
 def read_classes(path: Path) -> tuple[tuple[str, ...], tuple[tuple[int, int, int], ...]]:
     names, colours = [], []
     for number, line in enumerate(path.read_text().splitlines(), 1):
@@ -42,10 +57,17 @@ def _find_classes_file(masks: Path) -> Path:
 
 def folder(images: str | Path, masks: str | Path, classes_file: str | Path | None = None,
            ignore_index: int = 255) -> PairDataset:
+    from edgeseg.inputs import path_kind, require_file
+
     images, masks = Path(images), Path(masks)
     for path, what in ((images, "images"), (masks, "masks")):
-        if not path.is_dir():
-            raise BadInputError(f"{what} folder {path} does not exist", "pass folder:IMAGES_DIR,MASKS_DIR")
+        kind = path_kind(path)
+        if kind != "a directory":
+            raise BadInputError(f"{what} folder {path} " + ("does not exist" if kind == "missing" else
+                                                           f"is {kind}, not a folder"),
+                                "pass folder:IMAGES_DIR,MASKS_DIR")
+    if classes_file:
+        classes_file = require_file(classes_file, "classes file", "write one class name per line (optionally R G B)")
     names, palette = read_classes(Path(classes_file) if classes_file else _find_classes_file(masks))
     files = sorted(p for p in images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     pairs = [(p, masks / f"{p.stem}.png") for p in files]

@@ -9,7 +9,6 @@ machine cannot tell), so a noisy runner does not page anyone for a slowdown it c
 
 from __future__ import annotations
 
-import json
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -18,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from edgeseg.errors import BadInputError, EdgesegError
-from edgeseg.measure.bench import BenchResult, BenchRun
-from edgeseg.measure.stats import bootstrap_ratio
+from edgeseg.measure.results import BenchResult, BenchRun
+from edgeseg.measure.stats import bootstrap_ratio, positive_medians
 
 CONFIDENCE = 0.95
 
@@ -82,6 +81,10 @@ def verdict(low: float, high: float, threshold: float) -> str:
 
 
 def check_latency(new: BenchResult, base: BenchResult, threshold: float, paired: bool = False) -> LatencyCheck:
+    """One engine against its baseline; both sides' round medians must be positive, finite latencies
+    (a zero, negative or NaN median turns every comparison into "ok")."""
+    positive_medians(new.round_medians_ms, f"the round medians of {new.engine} (new run)")
+    positive_medians(base.round_medians_ms, f"the round medians of baseline {base.engine}")
     ci = bootstrap_ratio(new.round_medians_ms, base.round_medians_ms, paired=paired, confidence=CONFIDENCE)
     return LatencyCheck(new.engine, base.engine, float(np.median(base.round_medians_ms)),
                         float(np.median(new.round_medians_ms)), ci.ratio, ci.low, ci.high, ci.paired, threshold,
@@ -153,17 +156,51 @@ def _warn_environment(new: BenchRun, base: BenchRun, result: GateResult) -> None
         result.notes.append(f"environments differ: new '{a}' vs baseline '{b}'")
 
 
+EVAL_FIX = "pass a file written by `edgeseg eval --engine ... --json FILE`"
+
+
 def read_eval(path: str | Path) -> dict:
-    """An `edgeseg eval --engine ... --json` file (EngineEval.to_dict)."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise EdgesegError(f"{path} does not exist",
-                           "pass a file written by `edgeseg eval --engine ... --json FILE`") from None
+    """An `edgeseg eval --engine ... --json` file (EngineEval.to_dict), checked where it is read: the
+    accuracy rules compare its numbers, and a NaN mIoU is under no floor, so it would pass every one."""
+    from edgeseg.inputs import read_json
+
+    data = read_json(path, "eval JSON", EVAL_FIX)
     if not isinstance(data, dict) or "miou" not in data:
-        raise EdgesegError(f"{path} is not an eval result (no \"miou\")",
-                           "pass a file written by `edgeseg eval --engine ... --json FILE`")
+        raise EdgesegError(f"{path} is not an eval result (no \"miou\")", EVAL_FIX)
+    _check_fraction(data["miou"], "miou", path, "an mIoU between 0 and 1")
+    drop = data.get("miou_drop_points")
+    if drop is not None:
+        _check_number(drop, "miou_drop_points", path, "a finite number of points")
+    for key in ("per_class_iou", "per_class_acc"):
+        per_class = data.get(key, {})
+        if not isinstance(per_class, dict):
+            _refuse_eval(path, key, per_class, "an object of class -> IoU")
+        for name, value in per_class.items():
+            if value is not None:
+                _check_fraction(value, f"{key}.{name}", path, "null or a fraction between 0 and 1")
+    if "reference" in data and not (isinstance(data["reference"], dict) and "miou" in data["reference"]):
+        _refuse_eval(path, "reference", data["reference"], "the reference's metrics")
     return data
+
+
+def _check_fraction(value: object, key: str, path: str | Path, should: str) -> None:
+    from edgeseg.inputs import is_finite_number
+
+    if not (is_finite_number(value) and 0.0 <= value <= 1.0):
+        _refuse_eval(path, key, value, should)
+
+
+def _check_number(value: object, key: str, path: str | Path, should: str) -> None:
+    from edgeseg.inputs import is_finite_number
+
+    if not is_finite_number(value):
+        _refuse_eval(path, key, value, should)
+
+
+def _refuse_eval(path: str | Path, key: str, value: object, should: str) -> None:
+    shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+    raise EdgesegError(f"{path}: {key} is {shown}, not {should}",
+                       f"{EVAL_FIX} (a NaN mIoU means no labelled pixel was scored: check --data)")
 
 
 def parse_evals(specs: list[str] | None) -> dict[str | None, dict]:

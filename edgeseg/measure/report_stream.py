@@ -3,7 +3,6 @@ benchmark and what the application reached on a video stand in one document."""
 
 from __future__ import annotations
 
-import json
 import os
 from html import escape
 from typing import Sequence
@@ -15,17 +14,70 @@ HEADERS = ["source", "engine", "precision", "frames", "dropped", "end-to-end FPS
            "end-to-end / engine-only", "e2e p50 ms", "e2e p95 ms", "infer p50 ms", "render p50 ms"]
 
 
+STREAM_FIX = "pass a file written by `edgeseg stream ... --stats FILE.json`"
+
+
 def read_stream(path: str | os.PathLike) -> dict:
-    """A stats JSON written by `edgeseg stream --stats`, refused with the fix if it is anything else."""
-    try:
-        data = json.loads(open(path).read())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise EdgesegError(f"cannot read stream stats {path} ({exc})", "pass a file written by "
-                           "`edgeseg stream ... --stats FILE.json`") from exc
+    """A stats JSON written by `edgeseg stream --stats`, refused with the fix if it is anything else.
+
+    The fields the report prints are checked here, where the file is read, so a cut or edited file is
+    named instead of ending in a KeyError (or a TypeError) while the report is written."""
+    from edgeseg.inputs import read_json
+
+    data = read_json(path, "stream stats", STREAM_FIX)
     if not isinstance(data, dict) or data.get("kind") != "edgeseg.stream" or data.get("schema_version") != SCHEMA_VERSION:
         raise EdgesegError(f"{path} is not stream statistics of schema version {SCHEMA_VERSION}",
-                           "pass a file written by `edgeseg stream ... --stats FILE.json` with this edgeseg")
+                           f"{STREAM_FIX} with this edgeseg")
+    _check_stream(data, str(path))
     return data
+
+
+def _check_stream(data: dict, path: str) -> None:
+    """What stream_cells reads: source, engine, frame counts, FPS, ratio, e2e and stage percentiles."""
+    source = _need_dict(data, "source", path)
+    _need(isinstance(source.get("kind"), str) and "name" in source, path, "source", source, "a source kind and name")
+    engine = _need_dict(data, "engine", path)
+    for key in ("name", "precision_requested", "precision_as_run"):
+        _need(isinstance(engine.get(key), str), path, f"engine.{key}", engine.get(key), "a string")
+    frames = _need_dict(data, "frames", path)
+    for key in ("processed", "dropped"):
+        value = frames.get(key)
+        _need(isinstance(value, int) and not isinstance(value, bool) and value >= 0, path, f"frames.{key}", value,
+              "a count of 0 or more")
+    _number(data.get("fps"), path, "fps")
+    _number(data.get("ratio"), path, "ratio", optional=True)
+    if data.get("engine_only") is not None:
+        _number(_need_dict(data, "engine_only", path).get("fps"), path, "engine_only.fps")
+    _percentiles(_need_dict(data, "e2e", path), path, "e2e", ("p50_ms", "p95_ms"))
+    stages = _need_dict(data, "stages", path)
+    for stage in ("infer", "render"):
+        _percentiles(_need_dict(stages, stage, path, "stages."), path, f"stages.{stage}", ("p50_ms",))
+
+
+def _need(ok: bool, path: str, key: str, value: object, should: str) -> None:
+    if not ok:
+        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+        raise EdgesegError(f"{path}: {key} is {shown}, not {should}",
+                           f"{STREAM_FIX} (this one was edited, cut short or written by something else)")
+
+
+def _need_dict(parent: dict, key: str, path: str, prefix: str = "") -> dict:
+    value = parent.get(key)
+    _need(isinstance(value, dict), path, prefix + key, value, "an object")
+    return value
+
+
+def _number(value: object, path: str, key: str, optional: bool = False) -> None:
+    from edgeseg.inputs import is_finite_number
+
+    _need((optional and value is None) or (is_finite_number(value) and value >= 0), path, key, value,
+          "a finite number, 0 or more" + (" (or null)" if optional else ""))
+
+
+def _percentiles(summary: dict, path: str, key: str, names: tuple[str, ...]) -> None:
+    """Latency percentiles: null when no frame reached the stage, else finite milliseconds."""
+    for name in names:
+        _number(summary.get(name), path, f"{key}.{name}", optional=True)
 
 
 def stream_cells(stats: dict) -> list[str]:

@@ -1,6 +1,7 @@
 """The numbers behind bench tables and the regression gate: percentiles and a bootstrap ratio interval.
 
-Kept free of everything but numpy so that the gate can run in CI without an inference library.
+Kept free of everything but numpy (and edgeseg.errors) so that the gate can run in CI without an inference
+library.
 """
 
 from __future__ import annotations
@@ -9,6 +10,10 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
+
+from edgeseg.errors import BadInputError
+
+RERUN_FIX = "re-run `edgeseg bench ... --json FILE` to measure it again; a latency is always more than 0 ms"
 
 
 def summarize(samples_ms: Sequence[float]) -> dict[str, float]:
@@ -20,6 +25,26 @@ def summarize(samples_ms: Sequence[float]) -> dict[str, float]:
     return {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if values.size > 1 else 0.0,
             "min": float(values.min()), "p50": float(p50), "p90": float(p90), "p99": float(p99),
             "max": float(values.max())}
+
+
+def positive_medians(values: Sequence[float], what: str) -> np.ndarray:
+    """`values` as float64 when there is at least one and every one is a positive, finite latency.
+
+    Why refuse: a zero median makes the ratio inf or NaN, a negative one flips it, and a NaN makes
+    every bootstrap quantile NaN, whose comparisons are all False: the gate then says "ok" to a
+    baseline that measured nothing."""
+    try:
+        array = np.asarray(values, np.float64)
+    except (TypeError, ValueError):
+        raise BadInputError(f"{what} are not numbers: {list(values)[:5]}", RERUN_FIX) from None
+    if array.ndim != 1 or array.size == 0:
+        raise BadInputError(f"{what} are empty: there is no round to compare", RERUN_FIX)
+    bad = ~np.isfinite(array) | (array <= 0)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise BadInputError(f"{what} hold {int(bad.sum())} value(s) that are not a positive, finite latency "
+                            f"(round {i + 1} is {array[i]!r} ms)", RERUN_FIX)
+    return array
 
 
 @dataclass(frozen=True)
@@ -44,9 +69,8 @@ def bootstrap_ratio(new: Sequence[float], base: Sequence[float], *, paired: bool
     ratio of the round cancels it; the estimate is the median of those ratios. Unpaired (across runs)
     resamples each side on its own. The seed is fixed: the same files give the same verdict.
     """
-    a, b = np.asarray(new, np.float64), np.asarray(base, np.float64)
-    if a.size == 0 or b.size == 0:
-        raise ValueError("bootstrap_ratio needs at least one round on each side")
+    a = positive_medians(new, "the new run's round medians")
+    b = positive_medians(base, "the baseline's round medians")
     rng = np.random.default_rng(seed)
     if paired and a.size == b.size:
         per_round = a / b

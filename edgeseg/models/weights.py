@@ -13,18 +13,23 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from edgeseg.errors import CheckpointError
+from edgeseg.errors import CheckpointError, reraise_interrupt
 
 _NESTED = ("state_dict", "model", "model_state")
 
 
 def read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read a state dict (or a checkpoint holding one) without unpickling arbitrary objects."""
-    if not os.path.isfile(path):
-        raise CheckpointError(f"weights file {path} does not exist", "check the path")
+    """Read a state dict (or a checkpoint holding one) without unpickling arbitrary objects.
+
+    The path must be a regular file (a directory or FIFO is named as such, not as missing), and every
+    floating-point tensor finite: NaN or inf weights make a network that labels everything one class."""
+    from edgeseg.inputs import require_file
+
+    require_file(path, "weights file", "pass a file saved with torch.save(model.state_dict(), path)", CheckpointError)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated files, pickles with code, non-torch files
+        reraise_interrupt(exc)
         raise CheckpointError(f"cannot read weights from {path}: {exc}".splitlines()[0],
                               "pass a file saved with torch.save(model.state_dict(), path)") from None
     for key in _NESTED:
@@ -33,7 +38,29 @@ def read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError(f"{path} does not hold a state dict of tensors",
                               "pass a file saved with torch.save(model.state_dict(), path)")
+    refuse_non_finite(obj, f"weights file {path}")
     return dict(obj)
+
+
+def first_non_finite(state: Mapping[str, torch.Tensor]) -> str | None:
+    """The first key (in file order) of a floating-point tensor holding NaN or inf; meta tensors hold no
+    values and are skipped."""
+    for key, tensor in state.items():
+        if tensor.is_floating_point() and not tensor.is_meta and not bool(torch.isfinite(tensor).all()):
+            return key
+    return None
+
+
+def refuse_non_finite(state: Mapping[str, torch.Tensor], source: str) -> None:
+    """CheckpointError naming the first non-finite tensor: such weights build an engine that labels every
+    pixel one class, and every later step (export, INT8 ranges, scores) inherits the NaN silently."""
+    key = first_non_finite(state)
+    if key is not None:
+        bad = int((~torch.isfinite(state[key])).sum())
+        raise CheckpointError(f"{source} holds non-finite weights (NaN or inf): {key} has {bad} of "
+                              f"{state[key].numel()} values non-finite",
+                              "the training diverged or the file was damaged: use an earlier checkpoint "
+                              "(e.g. best.pt) or retrain with a lower --lr")
 
 
 def _sample(keys, n: int = 3) -> str:

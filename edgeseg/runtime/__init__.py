@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from edgeseg import backends
-from edgeseg.manifest import Manifest, load_manifest
+from edgeseg.manifest import MANIFEST_NAME, Manifest, ManifestError, load_manifest
 from edgeseg.runtime.frames import resize_to_input
 from edgeseg.runtime.session import LoadOptions, Session
 
@@ -37,7 +37,16 @@ def __getattr__(name: str):
 
 
 def load(engine_dir: str | os.PathLike, options: LoadOptions = LoadOptions()) -> Session:
-    """Verify the manifest and the sha256 of every file, then open a session on the engine's backend."""
-    root = Path(engine_dir)
+    """Verify the manifest and the sha256 of every file, then open a session on the engine's backend.
+
+    The directory is resolved once, so the session opens the very files that were verified even when
+    `engine_dir` is a link that is switched to another engine meanwhile.
+    """
+    root = Path(engine_dir).resolve()
     manifest = load_manifest(root)
-    return backends.session_side(manifest.backend["name"]).load(manifest, root, options)
+    name = manifest.backend["name"]
+    if name not in backends.names():
+        raise ManifestError(f"{root / MANIFEST_NAME}: 'backend.name' is {name!r:.40}; this edgeseg runs "
+                            f"{', '.join(backends.names())}", "rebuild the engine with `edgeseg build ... --force`, "
+                            "or use the edgeseg version that wrote it")
+    return backends.session_side(name).load(manifest, root, options)

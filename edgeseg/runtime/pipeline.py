@@ -18,11 +18,14 @@ for live sources, one-frame slots where a new frame replaces an unread one (stal
 counted: a driver wants the newest frame, not a queue of old ones). Stopping (`stop()`, a signal, the
 window's q key, --max-frames, the end of a file, an error in any stage) ends capture; the frames already
 in flight are drained through every stage and the sinks are closed, so an output video is always finalized.
+`run()` sets `stats` on every ending, a source that never opened included, so the statistics (with the
+error) can always be written.
 """
 
 from __future__ import annotations
 
 import collections
+import numbers
 import queue
 import sys
 import threading
@@ -33,11 +36,12 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from edgeseg.errors import BadInputError
+from edgeseg.runtime.destinations import refuse_overwriting_inputs
 from edgeseg.runtime.frames import resize_to_input
 from edgeseg.runtime.sinks import NullSink, Result, Sink
 from edgeseg.runtime.sources import Source
-from edgeseg.runtime.stats import EngineOnly, StatsRecorder, StreamStats
-from edgeseg.runtime.visualize import Renderer
+from edgeseg.runtime.stats import EngineOnly, StatsRecorder, StreamStats, error_text
+from edgeseg.runtime.visualize import VIEWS, Renderer
 
 END = None  # the end-of-stream marker every stage forwards after its last frame
 STUCK_READ_S = 3.0  # after a stop, how long a live source's read() may block before the stream ends without it
@@ -54,6 +58,38 @@ class PipelineConfig:
     report_every_s: float = 5.0  # console line interval; 0: quiet
     engine_fps_iterations: int = 0  # > 0: time that many session.infer calls alone before and after the stream
     keep_inputs: int = 8  # frames read ahead (and later the most recent engine inputs kept) for that timing
+
+    def __post_init__(self) -> None:
+        """Refuse values that would run nothing or something else than asked (max_frames=-1 used to stop at
+        once with success, alpha=7 to paint past white) where the config is made, for the CLI and the API alike."""
+        if self.view not in VIEWS:
+            raise BadInputError(f"view '{self.view}' is not one of {', '.join(VIEWS)}",
+                                f"pass one of {', '.join(VIEWS)}")
+        if not 0.0 <= _number(self.alpha) <= 1.0:  # NaN fails too
+            raise BadInputError(f"alpha {self.alpha!r} is out of range", "pass a mask weight between 0 and 1")
+        _need_int("max_frames", self.max_frames, 1, allow_none=True)
+        _need_int("queue_size", self.queue_size, 1)
+        _need_int("engine_fps_iterations", self.engine_fps_iterations, 0)
+        _need_int("keep_inputs", self.keep_inputs, 1)
+        if not _number(self.report_every_s) >= 0:
+            raise BadInputError(f"report_every_s {self.report_every_s!r} is negative or not a number",
+                                "pass 0 (quiet) or a positive interval in seconds")
+
+
+def _number(value: object) -> float:
+    """A setting as a float (numpy scalars included); NaN for anything else, which every range check refuses."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _need_int(name: str, value: object, lowest: int, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < lowest:
+        raise BadInputError(f"PipelineConfig.{name} is {value!r}: it must be a whole number of at least {lowest}",
+                            f"pass {name}={lowest} or more" + (" (or None: no limit)" if allow_none else ""))
 
 
 @dataclass
@@ -111,6 +147,9 @@ class Pipeline:
                                 "build the engine for streaming with --batch 1 (the default) or --dynamic")
         self.source, self.session, self.config = source, session, config
         self.sinks = list(sinks) or [NullSink()]
+        for sink in self.sinks:  # before anything is opened: a --force'd output must not destroy the input
+            if isinstance(sink, Sink):
+                refuse_overwriting_inputs(sink, getattr(source, "inputs", list)(), "the output")
         self.size = session.manifest.input.size
         self.stop_event = threading.Event()
         self.recorder = StatsRecorder()
@@ -132,8 +171,10 @@ class Pipeline:
             self.stop_event.set()
 
     def _fail(self, exc: BaseException) -> None:
+        """Keep the first error; the stream then ends as stopped by "error", whatever else asked it to stop."""
         if self._error is None:
             self._error = exc
+            self._stopped_by = "error"
         self.stop("error")
 
     # -- stages -------------------------------------------------------------------------------------------
@@ -222,20 +263,25 @@ class Pipeline:
 
     # -- run ----------------------------------------------------------------------------------------------
     def run(self) -> StreamStats:
-        """Stream until the end; Ctrl+C (KeyboardInterrupt) in the calling thread stops cleanly too."""
+        """Stream until the end; Ctrl+C (KeyboardInterrupt) in the calling thread stops cleanly too.
+        `self.stats` is set on every ending, an error in opening the source included, before it is raised."""
         if hasattr(self.source, "stop_event"):
             self.source.stop_event = self.stop_event  # a backoff wait ends at once when the stream is stopped
-        self.source.open()
-        for sink in self.sinks:
-            if getattr(sink, "fps", 0) is None:
-                sink.fps = self.source.fps_hint
         try:
+            self.source.open()
+            for sink in self.sinks:
+                if getattr(sink, "fps", 0) is None:
+                    sink.fps = self.source.fps_hint
             if self.config.engine_fps_iterations:
                 self._time_engine_before()
             self._join(self._start())
+        except KeyboardInterrupt:
+            self.stop("signal")
+        except BaseException as exc:  # noqa: BLE001 - recorded in the stats, then re-raised below
+            self._fail(exc)
         finally:
             self._close()
-        self.stats = self._freeze()
+            self.stats = self._freeze()
         if self._error is not None:
             raise self._error
         return self.stats
@@ -288,20 +334,26 @@ class Pipeline:
         self.source.close()
         self.recorder.count("corrupt", self.source.corrupt)
         self.recorder.count("reconnects", self.source.reconnects)
+        self.recorder.count("resized", sum(getattr(sink, "resized", 0) for sink in self.sinks))
 
     def _freeze(self) -> StreamStats:
         engine_only = ratio = None
         if self._before is not None and self._kept and self._error is None:
-            after = time_infer(self.session, list(self._kept), self.config.engine_fps_iterations)
-            engine_only = _engine_only(self._before, after)
-            ratio = self.recorder.fps() / engine_only.fps
+            try:
+                after = time_infer(self.session, list(self._kept), self.config.engine_fps_iterations)
+            except Exception as exc:  # noqa: BLE001 - the stats are still written, with this error in them
+                self._fail(exc)
+            else:
+                engine_only = _engine_only(self._before, after)
+                ratio = self.recorder.fps() / engine_only.fps
         m = self.session.manifest
         engine = {"name": m.name, **self.session.describe(), "input_size": list(self.size)}
         settings = {"view": self.config.view, "alpha": self.config.alpha, "max_frames": self.config.max_frames,
                     "sinks": [s.describe() for s in self.sinks]}
+        outputs = [r for r in (s.report() for s in self.sinks if isinstance(s, Sink)) if r is not None]
         return self.recorder.freeze(source=self.source.describe(), engine=engine, settings=settings,
-                                    stopped_by=self._stopped_by, error=_error_text(self._error),
-                                    engine_only=engine_only, ratio=ratio)
+                                    stopped_by=self._stopped_by, error=error_text(self._error),
+                                    engine_only=engine_only, ratio=ratio, outputs=outputs)
 
 
     def _time_engine_before(self) -> None:
@@ -336,9 +388,3 @@ def _engine_only(before: np.ndarray, after: np.ndarray) -> EngineOnly:
     return EngineOnly(fps=float(len(both) / both.sum()), mean_ms=float(both.mean() * 1e3),
                       p50_ms=float(np.median(both) * 1e3), iterations=len(both),
                       fps_before=float(len(before) / before.sum()), fps_after=float(len(after) / after.sum()))
-
-
-def _error_text(exc: BaseException | None) -> str | None:
-    if exc is None:
-        return None
-    return getattr(exc, "problem", None) or f"{type(exc).__name__}: {exc}"

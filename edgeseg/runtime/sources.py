@@ -6,12 +6,16 @@ keeps only the latest frame and counts the stale ones it drops, so latency never
 
 Live sources survive a vehicle: a camera that will not open or stops delivering is reopened with
 exponential backoff and a message, and given up (an EdgesegError naming problem and fix) once it has
-delivered nothing for `give_up_s`. Undecodable frames are skipped and counted in `corrupt`.
+delivered nothing for `give_up_s` (the last wait is cut short so the give-up comes at `give_up_s`, not
+before it). Undecodable frames are skipped and counted in `corrupt`; a file source that delivers no frame
+at all is an error naming it, never an empty success.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import stat
 import sys
 import threading
 import time
@@ -41,6 +45,17 @@ class Reconnect:
     give_up_s: float = 60.0
     stall_s: float = 5.0  # no frame for this long on an open device counts as a disconnect
 
+    def __post_init__(self) -> None:
+        """A zero, negative or NaN time would give up at once (or never wait): refuse it here, where it is made."""
+        for name in ("first_s", "max_s", "give_up_s", "stall_s"):
+            value = getattr(self, name)
+            if not value > 0:  # also False for NaN
+                raise BadInputError(f"Reconnect.{name} is {value!r}: it must be a positive number of seconds",
+                                    "pass a time above 0 (the CLI's --give-up S sets give_up_s)")
+        if self.max_s < self.first_s:
+            raise BadInputError(f"Reconnect.max_s {self.max_s:g} is below first_s {self.first_s:g}",
+                                "pass max_s >= first_s")
+
 
 class Source:
     """Base: `read()` -> (H, W, 3) uint8 BGR frame, or None at the end. Frames may be any size."""
@@ -48,11 +63,13 @@ class Source:
     live = False
     kind = "source"
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, log: Callable[[str], None] | None = None) -> None:
         self.name = name
         self.corrupt = 0  # frames that could not be decoded, skipped
         self.reconnects = 0
+        self.delivered = 0  # good frames returned by read()
         self.fps_hint = 30.0  # the frame rate an output video is written at
+        self._log = log or _stderr
 
     def open(self) -> None:
         pass
@@ -66,6 +83,10 @@ class Source:
     def describe(self) -> dict:
         return {"kind": self.kind, "name": self.name, "live": self.live}
 
+    def inputs(self) -> list[Path]:
+        """The files and folders this source reads: no output may be written over them."""
+        return []
+
     def __enter__(self) -> "Source":
         self.open()
         return self
@@ -78,44 +99,131 @@ def _good(frame: np.ndarray | None) -> bool:
     return frame is not None and frame.ndim == 3 and frame.shape[2] == 3 and frame.size > 0
 
 
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _fps_or_default(fps: float, default: float = 30.0) -> float:
+    """A container's frame rate, or `default` where it is missing or absurd (0, NaN, 90000 from a broken header):
+    it becomes the output video's rate, and OpenCV cannot write a video at NaN FPS."""
+    return float(fps) if math.isfinite(fps) and 0 < fps <= 1000 else default
+
+
+def path_kind(path: str | os.PathLike) -> str:
+    """What is at `path`, in words, so that an error says "is a folder" instead of "does not exist"."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "a broken symbolic link" if os.path.islink(path) else "nothing"
+    except OSError as exc:  # a symlink loop, a parent folder that cannot be searched
+        return f"unreachable ({exc.strerror})"
+    kinds = ((stat.S_ISREG, "a file"), (stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe (FIFO)"),
+             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+    return next((words for test, words in kinds if test(mode)), "neither a file nor a folder")
+
+
+def _camera_hint(path: str | os.PathLike) -> str:
+    digits = str(path).removeprefix("/dev/video")
+    return f"; for a camera pass --camera {digits}" if str(path).startswith("/dev/video") and digits.isdigit() else ""
+
+
+def _check_video_path(path: str | os.PathLike) -> None:
+    """A video source must be a regular file: say what the path is instead (a folder, a pipe, a device)."""
+    kind = path_kind(path)
+    if kind == "nothing":
+        raise SourceError(f"video {path} does not exist", "pass the path of a video file (.mp4, .avi, .mkv)")
+    if kind == "a folder":
+        raise SourceError(f"video {path} is a folder, not a video file",
+                          "pass a video file, or --images DIR for a folder of frames")
+    if kind == "a named pipe (FIFO)":
+        raise SourceError(f"video {path} is a named pipe (FIFO), not a video file: a pipe has no length and "
+                          "cannot be read twice", "write the video to a file first, or stream the pipe with --gst "
+                          f"'filesrc location={path} ! decodebin ! videoconvert ! appsink'")
+    if kind != "a file":
+        raise SourceError(f"video {path} is {kind}, not a video file",
+                          "pass the path of a video file (.mp4, .avi, .mkv)" + _camera_hint(path))
+
+
 class VideoFile(Source):
     """Every frame of a video file. `live=True` turns it into a stand-in camera (latest frame, drops),
-    paced at the file's frame rate when `pace=True`: how the drop accounting is tested without a camera."""
+    paced at the file's frame rate when `pace=True`: how the drop accounting is tested without a camera.
+    `loop=True` starts over at the end (soak tests) until the stream is stopped."""
 
     kind = "video"
 
-    def __init__(self, path: str | os.PathLike, live: bool = False, pace: bool = False, loop: bool = False) -> None:
-        super().__init__(str(path))
-        if not Path(path).is_file():
-            raise SourceError(f"video {path} does not exist", "pass the path of a video file (.mp4, .avi, .mkv)")
+    def __init__(self, path: str | os.PathLike, live: bool = False, pace: bool = False, loop: bool = False,
+                 log: Callable[[str], None] | None = None) -> None:
+        super().__init__(str(path), log)
+        _check_video_path(path)
         self.live, self._pace, self._loop = live, pace, loop
         self._cap: cv2.VideoCapture | None = None
         self._next_t = 0.0
+        self._done = False
+        self._pass_delivered = self._pass_corrupt = 0  # this pass through the file (a loop makes several)
+
+    def inputs(self) -> list[Path]:
+        return [Path(self.name)]
 
     def open(self) -> None:
         self._cap = cv2.VideoCapture(self.name, cv2.CAP_FFMPEG)
         if not self._cap.isOpened():
             raise SourceError(f"OpenCV cannot open video {self.name}",
                               "check the file plays (ffprobe FILE) and is not empty")
-        self.fps_hint = self._cap.get(cv2.CAP_PROP_FPS) or 30.0
+        self.fps_hint = _fps_or_default(self._cap.get(cv2.CAP_PROP_FPS))
         self._next_t = time.perf_counter()
 
     def read(self) -> np.ndarray | None:
-        for _ in range(MAX_CONSECUTIVE_CORRUPT):
+        """The next good frame; None at the end. Ends with an error if the file gave no frame at all."""
+        if self._done:
+            return None
+        failures = 0
+        while failures < MAX_CONSECUTIVE_CORRUPT:
             ok, frame = self._cap.read()
             if ok and _good(frame):
+                self.delivered += 1
+                self._pass_delivered += 1
                 self._wait_pace()
                 return frame
-            if not self._more_left():
-                if not self._loop:
-                    return None
+            failures += 1
+            if ok:  # decoded, but not a 3-channel picture
+                self.corrupt += 1
+                self._pass_corrupt += 1
+            elif not self._more_left():
+                if not (self._loop and self._pass_delivered):  # a pass that gave nothing would loop forever
+                    break
+                self._count_missing()
                 self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
-                continue
-            self.corrupt += 1
+                failures = 0
+        self._end()
         return None
 
+    def _end(self) -> None:
+        """The last pass's missing frames are counted; a file that gave no frame at all is an error naming it."""
+        self._count_missing()
+        self._done = True
+        if not self.delivered:
+            total = self._total()
+            what = f"none of its {total} frames could be decoded" if total > 0 else "it holds no frame"
+            raise SourceError(f"video {self.name}: {what}",
+                              "check it plays (ffplay FILE; ffprobe -count_frames FILE), or re-encode it: "
+                              "ffmpeg -i FILE -c:v libx264 fixed.mp4")
+
+    def _count_missing(self) -> None:
+        """Frames the container lists but OpenCV never delivered (skipped inside the decoder, or past a truncation)
+        are counted as corrupt, so that a damaged file never ends as a clean, shorter stream."""
+        total = self._total()
+        missing = total - self._pass_delivered - self._pass_corrupt
+        if total > 0 and missing > 0:
+            self.corrupt += missing
+            self._log(f"edgeseg: video {self.name}: {missing} of its {total} frames could not be decoded "
+                      "(counted as corrupt)")
+        self._pass_delivered = self._pass_corrupt = 0
+
+    def _total(self) -> int:
+        return int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT)) if self._cap is not None else 0
+
     def _more_left(self) -> bool:
-        total = self._cap.get(cv2.CAP_PROP_FRAME_COUNT)
+        total = self._total()
         return total > 0 and self._cap.get(cv2.CAP_PROP_POS_FRAMES) < total - 1
 
     def _wait_pace(self) -> None:
@@ -134,28 +242,44 @@ class ImageFolder(Source):
 
     kind = "images"
 
-    def __init__(self, folder: str | os.PathLike, fps: float = 30.0) -> None:
-        super().__init__(str(folder))
+    def __init__(self, folder: str | os.PathLike, fps: float = 30.0, log: Callable[[str], None] | None = None) -> None:
+        super().__init__(str(folder), log)
         root = Path(folder)
-        if not root.is_dir():
+        kind = path_kind(root)
+        if kind == "nothing":
             raise SourceError(f"image folder {folder} does not exist", "pass a folder of .jpg/.png frames")
-        self._files = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+        if kind != "a folder":
+            raise SourceError(f"image folder {folder} is {kind}, not a folder",
+                              "pass a folder of .jpg/.png frames, or --video FILE for a video")
+        try:
+            self._files = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+        except OSError as exc:
+            raise SourceError(f"cannot list image folder {folder}: {exc.strerror}",
+                              "check the folder's permissions (it must be readable and searchable)") from None
         if not self._files:
             raise SourceError(f"{folder} holds no images",
                               f"put frames with one of {', '.join(IMAGE_EXTENSIONS)} there")
         self._next = 0
-        self.fps_hint = fps
+        self.fps_hint = _fps_or_default(fps)
 
     def __len__(self) -> int:
         return len(self._files)
+
+    def inputs(self) -> list[Path]:
+        return [Path(self.name), *self._files]
 
     def read(self) -> np.ndarray | None:
         while self._next < len(self._files):
             frame = cv2.imread(str(self._files[self._next]), cv2.IMREAD_COLOR)
             self._next += 1
             if _good(frame):
+                self.delivered += 1
                 return frame
             self.corrupt += 1
+        if not self.delivered:
+            raise SourceError(f"image folder {self.name}: none of its {len(self._files)} images could be read",
+                              "check they are valid images (not truncated copies, not another format "
+                              "under an image suffix)")
         return None
 
 
@@ -165,9 +289,9 @@ class LiveSource(Source):
     live = True
 
     def __init__(self, name: str, reconnect: Reconnect = Reconnect(), log: Callable[[str], None] | None = None) -> None:
-        super().__init__(name)
+        super().__init__(name, log)
         self.reconnect = reconnect
-        self._log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        self._clock = time.perf_counter  # replaceable, so that the backoff schedule is tested without waiting
         self._cap: cv2.VideoCapture | None = None
         self._last_frame_t = 0.0
         self._wait = reconnect.first_s
@@ -180,7 +304,7 @@ class LiveSource(Source):
         return "check the cable/address and that no other program holds the device"
 
     def open(self) -> None:
-        self._last_frame_t = time.perf_counter()
+        self._last_frame_t = self._clock()
         self._connect(first=True)
 
     def _connect(self, first: bool = False) -> None:
@@ -198,25 +322,31 @@ class LiveSource(Source):
             self._back_off("cannot be opened")
 
     def _back_off(self, why: str) -> None:
-        """Wait before the next try; raise SourceError once nothing has come for `give_up_s`."""
-        silent = time.perf_counter() - self._last_frame_t
-        if silent + self._wait > self.reconnect.give_up_s:
+        """Wait before the next try; raise SourceError once nothing has come for `give_up_s`.
+
+        The wait is cut to the time left, so the last try happens at `give_up_s` and the give-up comes then:
+        giving up when the *next* doubled wait would overshoot ended `--give-up 3` after 1.5 s."""
+        silent = self._clock() - self._last_frame_t
+        left = self.reconnect.give_up_s - silent
+        if left <= 0:
             raise SourceError(f"{self.kind} {self.name} {why}; gave up after {silent:.1f}s without a frame "
                               f"(--give-up {self.reconnect.give_up_s:g}s)", self._fix())
-        self._log(f"edgeseg: {self.kind} {self.name} {why}; retrying in {self._wait:.1f}s")
-        self.stop_event.wait(self._wait)
+        wait = min(self._wait, left)
+        self._log(f"edgeseg: {self.kind} {self.name} {why}; retrying in {wait:.1f}s")
+        self.stop_event.wait(wait)
         self._wait = min(self._wait * 2, self.reconnect.max_s)
 
     def read(self) -> np.ndarray | None:
         while not self.stop_event.is_set():
             ok, frame = self._cap.read() if self._cap is not None else (False, None)
             if ok and _good(frame):
-                self._last_frame_t = time.perf_counter()
+                self._last_frame_t = self._clock()
                 self._wait = self.reconnect.first_s
+                self.delivered += 1
                 return frame
             if ok:
                 self.corrupt += 1
-            if not ok or time.perf_counter() - self._last_frame_t > self.reconnect.stall_s:
+            if not ok or self._clock() - self._last_frame_t > self.reconnect.stall_s:
                 self._back_off("stopped delivering")
                 self._connect()
         return None
@@ -301,17 +431,27 @@ def opencv_has_gstreamer() -> bool:
 
 
 def open_source(*, camera: int | None = None, video: str | None = None, images: str | None = None,
-                rtsp: str | None = None, gst: str | None = None, reconnect: Reconnect = Reconnect()) -> Source:
+                rtsp: str | None = None, gst: str | None = None, reconnect: Reconnect = Reconnect(),
+                loop: bool = False) -> Source:
     """Exactly one of the keyword arguments -> a Source (the CLI's --camera/--video/--images/--rtsp/--gst)."""
     options = dict(camera=camera, video=video, images=images, rtsp=rtsp, gst=gst)
     given = {k: v for k, v in options.items() if v is not None}
     if len(given) != 1:
         raise BadInputError(f"expected one source but got {len(given)} ({', '.join(given) or 'none'})",
                             "pass exactly one of --camera N, --video FILE, --images DIR, --rtsp URL, --gst PIPELINE")
+    (flag, value), = given.items()
+    if isinstance(value, str) and not value.strip():
+        raise BadInputError(f"--{flag} is empty", f"pass --{flag} with a value")
+    if loop and video is None:
+        raise BadInputError(f"--loop applies to --video only, not to --{flag}",
+                            "drop --loop (a camera or stream has no end to start over from)")
     if camera is not None:
+        if isinstance(camera, bool) or int(camera) != camera or camera < 0:
+            raise BadInputError(f"--camera {camera!r} is not a device index",
+                                "pass the camera's index, 0 or above (0 for /dev/video0)")
         return Camera(camera, reconnect=reconnect)
     if video is not None:
-        return VideoFile(video)
+        return VideoFile(video, loop=loop)
     if images is not None:
         return ImageFolder(images)
     if rtsp is not None:

@@ -2,7 +2,9 @@
 
 Latencies go into fixed-size ring buffers allocated once, so a run of days keeps flat memory; the
 percentiles are over the most recent `RING` samples of each stage (all of them in runs shorter than that).
-Frame accounting is exact: `captured == processed + dropped` once a stream has ended.
+Frame accounting is exact: `captured == processed + dropped` once a stream has ended. The stats are made
+on every ending, errors included (`stats_without_stream` when not even the engine loaded), because they
+are most wanted after a failure.
 """
 
 from __future__ import annotations
@@ -79,7 +81,7 @@ class StreamStats:
     source: dict[str, Any]
     engine: dict[str, Any]
     settings: dict[str, Any]
-    frames: dict[str, int]  # captured, processed, dropped (stale or past --max-frames), corrupt, reconnects
+    frames: dict[str, int]  # captured, processed, dropped (stale or past --max-frames), corrupt, reconnects, resized
     wall_s: float
     fps: float  # processed frames / seconds from the first to the last rendered frame
     stages: dict[str, LatencySummary]
@@ -88,6 +90,7 @@ class StreamStats:
     error: str | None = None
     engine_only: EngineOnly | None = None
     ratio: float | None = None
+    outputs: list[dict[str, Any]] = field(default_factory=list)  # per file sink: path, frames, written
     schema_version: int = SCHEMA_VERSION
     kind: str = "edgeseg.stream"
     created: float = field(default_factory=time.time)
@@ -96,14 +99,21 @@ class StreamStats:
         return asdict(self)
 
     def write(self, path: str | os.PathLike, overwrite: bool = False) -> None:
-        with atomic_path(path, overwrite=overwrite) as tmp:
-            tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        """Whole or not at all (atomic rename); a full or read-only disk is an EdgesegError, not a traceback."""
+        from edgeseg.runtime.destinations import write_error
+
+        try:
+            with atomic_path(path, overwrite=overwrite) as tmp:
+                tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        except OSError as exc:
+            raise write_error(path, exc, "write the statistics to") from None
 
     def summary(self) -> str:
         f = self.frames
         lines = [f"streamed {f['processed']} frames in {self.wall_s:.1f}s: {self.fps:.1f} FPS end-to-end, "
                  f"e2e latency p50 {self.e2e.short().replace('/', ' ms, p95 ')} ms; dropped {f['dropped']}, "
-                 f"corrupt {f['corrupt']}, reconnects {f['reconnects']}; stopped by {self.stopped_by}",
+                 f"corrupt {f['corrupt']}, reconnects {f['reconnects']}"
+                 + (f", resized {f['resized']}" if f.get("resized") else "") + f"; stopped by {self.stopped_by}",
                  "  stage p50/p95 ms: " + ", ".join(f"{k} {v.short()}" for k, v in self.stages.items())]
         if self.engine_only:
             e = self.engine_only
@@ -118,7 +128,7 @@ class StatsRecorder:
     def __init__(self) -> None:
         self.rings = {name: LatencyRing() for name in STAGES}
         self.e2e = LatencyRing()
-        self.counts = {"captured": 0, "processed": 0, "dropped": 0, "corrupt": 0, "reconnects": 0}
+        self.counts = {"captured": 0, "processed": 0, "dropped": 0, "corrupt": 0, "reconnects": 0, "resized": 0}
         self._lock = threading.Lock()
         self.started = time.perf_counter()
         self.first_done: float | None = None
@@ -153,3 +163,19 @@ class StatsRecorder:
     def freeze(self, **fields: Any) -> StreamStats:
         return StreamStats(frames=dict(self.counts), wall_s=time.perf_counter() - self.started, fps=self.fps(),
                            stages={k: r.summary() for k, r in self.rings.items()}, e2e=self.e2e.summary(), **fields)
+
+
+def error_text(exc: BaseException | None) -> str | None:
+    """The `error` field: an EdgesegError's problem, or the exception's type and message."""
+    if exc is None:
+        return None
+    return getattr(exc, "problem", None) or f"{type(exc).__name__}: {exc}"
+
+
+def stats_without_stream(source: dict[str, Any], engine: dict[str, Any], settings: dict[str, Any],
+                         error: BaseException | None) -> StreamStats:
+    """The stats of a stream that never started (the engine did not load): zero frames and the error, so that
+    a monitoring script reading --stats sees every ending."""
+    stopped_by = "signal" if isinstance(error, KeyboardInterrupt) else "error"
+    return StatsRecorder().freeze(source=source, engine=engine, settings=settings, stopped_by=stopped_by,
+                                  error=error_text(error))

@@ -10,6 +10,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from edgeseg.errors import BadInputError
+
 
 def palette_lut(palette: Sequence[Sequence[int]]) -> np.ndarray:
     """RGB palette (one colour per class id) -> (256, 3) uint8 BGR lookup table; ids past it map to black."""
@@ -93,7 +95,9 @@ class Renderer:
     def __init__(self, palette, classes: Sequence[str], view: str = "overlay", alpha: float = 0.5,
                  show_legend: bool = True) -> None:
         if view not in VIEWS:
-            raise ValueError(f"view must be one of {VIEWS}, got {view!r}")
+            raise BadInputError(f"view must be one of {VIEWS}, got {view!r}", f"pass one of {', '.join(VIEWS)}")
+        if not 0.0 <= float(alpha) <= 1.0:  # addWeighted would happily paint past white; NaN fails here too
+            raise BadInputError(f"alpha {alpha!r} is out of range", "pass a mask weight between 0 and 1")
         self.lut = palette_lut(palette)
         self.view, self.alpha = view, float(alpha)
         self._legend = legend(classes, self.lut) if show_legend and classes else None

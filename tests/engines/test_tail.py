@@ -13,12 +13,13 @@ from torch import nn
 from edgeseg.build.calibration import open_calibration
 from edgeseg.build.export import ExportOptions, export_onnx
 from edgeseg.build.graph_rewrite import GREY, cut_upsample_tail, fold_preprocess
-from edgeseg.build.orchestrator import BuildRequest, build_engine
-from edgeseg.build.qdq_rewrite import blocks_into_first_conv, share_concat_scales
+from edgeseg.build.orchestrator import BuildRequest, Destination, Graph, Source, build_engine
+from edgeseg.build.qdq_rewrite import blocks_into_first_conv, share_concat_scales, widest_int8_weight
 from edgeseg.build.quantize import qdq_from_onnx
 from edgeseg.errors import BadInputError
 from edgeseg.models import build
 from edgeseg.runtime import load
+from edgeseg.runtime.cpu import SATURATION_FREE_WEIGHT, VNNI_FLAGS, cpu_flags
 from edgeseg.runtime.tail import first_argmax, upsample_argmax
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -72,6 +73,7 @@ def _fastscnn():
     return build("fastscnn", 11).eval()
 
 
+@pytest.mark.slow  # exports (12 s)
 def test_tail_cut_ends_the_graph_at_the_logits(tmp_path):
     result = export_onnx(_fastscnn(), tmp_path / "m.onnx", 11, MEAN, STD,
                          ExportOptions((64, 96), host_tail=True))
@@ -151,19 +153,25 @@ def test_u8_qdq_graph_reads_the_frame_directly(tmp_path, camvid_root):
     assert s8.folded_input is None  # TensorRT's symmetric graph keeps the exact preprocessing
 
 
+@pytest.mark.slow  # two builds (13 s)
 def test_build_tail_choice(int8_checkpoint, tmp_path):
-    engine = build_engine(BuildRequest(checkpoint=str(int8_checkpoint), backend="onnxruntime", tail="engine",
-                                       out=str(tmp_path / "e")))
-    host = build_engine(BuildRequest(checkpoint=str(int8_checkpoint), backend="onnxruntime", out=str(tmp_path / "h")))
+    engine = build_engine(BuildRequest(Source(checkpoint=str(int8_checkpoint)), backend="onnxruntime",
+                                       graph=Graph(tail="engine"),
+                                       destination=Destination(out=str(tmp_path / "e"))))
+    host = build_engine(BuildRequest(Source(checkpoint=str(int8_checkpoint)), backend="onnxruntime",
+                                     destination=Destination(out=str(tmp_path / "h"))))
     assert engine.manifest.output.kind == "labels" and host.manifest.output.kind == "lowres-logits"
     frames = np.random.default_rng(0).integers(0, 256, (1, 64, 96, 3), dtype=np.uint8)
     with load(engine.path) as a, load(host.path) as b:
         np.testing.assert_array_equal(a.infer(frames), b.infer(frames))
         assert b.infer_raw(frames).shape == (1, 11, 8, 12)
     with pytest.raises(BadInputError, match="torch backend"):
-        build_engine(BuildRequest(checkpoint=str(int8_checkpoint), backend="torch", tail="host", out=str(tmp_path / "t")))
+        build_engine(BuildRequest(Source(checkpoint=str(int8_checkpoint)), backend="torch", graph=Graph(tail="host"),
+                                  destination=Destination(out=str(tmp_path / "t"))))
     with pytest.raises(BadInputError, match="unknown tail"):
-        build_engine(BuildRequest(checkpoint=str(int8_checkpoint), backend="onnxruntime", tail="gpu", out=str(tmp_path / "x")))
+        build_engine(BuildRequest(Source(checkpoint=str(int8_checkpoint)), backend="onnxruntime",
+                                  graph=Graph(tail="gpu"),
+                                  destination=Destination(out=str(tmp_path / "x"))))
 
 
 def _concat_graph(zero_points=(0, 0, 0)) -> onnx.ModelProto:
@@ -216,6 +224,7 @@ def test_concat_of_a_quantized_constant_is_left_alone():
     assert share_concat_scales(model) == 0
 
 
+@pytest.mark.slow  # DeepLabV3+ export and INT8 quantization (32 s)
 def test_quantized_deeplab_decoder_concat_copies(camvid_root, tmp_path):
     torch.manual_seed(0)
     export_onnx(build("deeplabv3plus", 11).eval(), tmp_path / "m.onnx", 11, MEAN, STD, ExportOptions((64, 96), host_tail=True))
@@ -231,12 +240,14 @@ def test_quantized_deeplab_decoder_concat_copies(camvid_root, tmp_path):
         assert len(scales) == 1, concat.name
 
 
-def _first_conv_graph(height: int, width: int, seed: int = 0) -> onnx.ModelProto:
+def _first_conv_graph(height: int, width: int, seed: int = 0, widest: int = SATURATION_FREE_WEIGHT) -> onnx.ModelProto:
     """uint8 frame -> Transpose -> DQ(scale 1, zp GREY) -> Conv 3x3/2 (int8 per-channel) -> Q/DQ,
-    the start of a folded U8 graph."""
+    the start of a folded U8 graph, its int8 weights in [-widest, widest]: [-64, 64] by default, as
+    the quantizer writes them for ONNX Runtime (`qdq_from_onnx(..., activations="u8")`)."""
     h, rng = onnx.helper, np.random.default_rng(seed)
+    weights = rng.integers(-widest, widest + 1, (8, 3, 3, 3))
     inits = [onnx.numpy_helper.from_array(np.array(1.0, np.float32), "one"), onnx.numpy_helper.from_array(np.array(GREY, np.uint8), "grey"),
-             onnx.numpy_helper.from_array(rng.integers(-127, 128, (8, 3, 3, 3)).astype(np.int8), "w_q"),
+             onnx.numpy_helper.from_array(weights.astype(np.int8), "w_q"),
              onnx.numpy_helper.from_array(rng.uniform(1e-3, 1e-2, 8).astype(np.float32), "w_s"),
              onnx.numpy_helper.from_array(np.zeros(8, np.int8), "w_z"),
              onnx.numpy_helper.from_array(rng.standard_normal(8).astype(np.float32), "b"),
@@ -251,9 +262,22 @@ def _first_conv_graph(height: int, width: int, seed: int = 0) -> onnx.ModelProto
     return h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
 
 
-@pytest.mark.parametrize("height,width", [(6, 8), (360, 480)])
-def test_first_conv_on_2x2_blocks_is_bit_identical(height, width):
-    model = _first_conv_graph(height, width)
+_VNNI = bool((cpu_flags() or frozenset()) & set(VNNI_FLAGS))
+
+
+@pytest.mark.parametrize("height,width,widest", [
+    (6, 8, SATURATION_FREE_WEIGHT), (360, 480, SATURATION_FREE_WEIGHT),
+    # full-range weights are exact only where VNNI adds the products in int32 (AVX-512 VNNI, AVX-VNNI, AMX)
+    pytest.param(360, 480, 127, marks=pytest.mark.skipif(not _VNNI, reason="full-range U8S8 saturates without VNNI")),
+])
+def test_first_conv_on_2x2_blocks_is_bit_identical(height, width, widest):
+    """Bit-identical on every x86 CPU, by construction: ONNX Runtime's U8S8 kernels sum the same
+    products in a different order (27 taps vs 48 with zeros), and integer sums do not depend on the
+    order as long as nothing saturates. Without VNNI (AVX2, AVX-512 BW) vpmaddubsw adds products in
+    pairs into a saturating int16: with weights within 64, a pair is at most 2*255*64 = 32640 < 32767,
+    whatever pairs each layout forms; with full-range weights the two layouts clip different pairs
+    (+6.35 became -5.70 on an AMD EPYC). VNNI and AMX add into int32 and are exact either way."""
+    model = _first_conv_graph(height, width, widest=widest)
     frames = np.random.default_rng(1).integers(0, 256, (1, height, width, 3), dtype=np.uint8)
     run = lambda m: ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"frames": frames})[0]
     before = run(model)
@@ -261,6 +285,7 @@ def test_first_conv_on_2x2_blocks_is_bit_identical(height, width):
     conv = next(n for n in model.graph.node if n.op_type == "Conv")
     assert onnx.numpy_helper.to_array(next(t for t in model.graph.initializer if t.name == "w_q")).shape == (8, 12, 2, 2)
     assert [list(a.ints) for a in conv.attribute if a.name in ("kernel_shape", "strides")] == [[2, 2], [1, 1]]
+    assert widest_int8_weight(model) == widest  # the blocks rearrange the weights and add zeros: never wider
     np.testing.assert_array_equal(run(model), before)  # same int32 sums, edges padded with grey as before
 
 

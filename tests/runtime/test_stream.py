@@ -7,14 +7,15 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import cv2
 import numpy as np
 import pytest
+from streamkit import ENGINE_SIZE, FRAME_SIZE, QUIET, SlowSession
+from streamkit import frames_in as _frames_in
 
 from edgeseg.cli.main import main
-from edgeseg.data.synthetic import road_video, write_road_video
+from edgeseg.data.synthetic import road_video
 from edgeseg.errors import EdgesegError
 from edgeseg.runtime import load
 from edgeseg.runtime.pipeline import Pipeline, PipelineConfig
@@ -33,37 +34,6 @@ from edgeseg.runtime.sources import (
 )
 from edgeseg.runtime.stats import SCHEMA_VERSION, STAGES
 
-ENGINE_SIZE = (64, 96)  # the engine's input; the frames below are another size, to exercise both resizes
-FRAME_SIZE = (72, 128)
-
-
-@pytest.fixture(scope="session")
-def engine_dir(tmp_path_factory):
-    from edgeseg.build.orchestrator import BuildRequest, build_engine
-
-    out = tmp_path_factory.mktemp("engines") / "fastscnn-rw"
-    build_engine(BuildRequest(model="fastscnn", random_weights=True, backend="onnxruntime",
-                              input_size=ENGINE_SIZE, out=str(out)))
-    return out
-
-
-@pytest.fixture(scope="session")
-def video(tmp_path_factory):
-    """30 frames of a synthetic drive at 72x128."""
-    return write_road_video(tmp_path_factory.mktemp("video") / "road.mp4", frames=30, size=FRAME_SIZE, fps=30)
-
-
-@pytest.fixture(scope="session")
-def long_video(tmp_path_factory):
-    """3,000 frames (10 distinct ones repeated) at 64x64, written fast: long enough to be interrupted."""
-    path = tmp_path_factory.mktemp("video") / "long.mp4"
-    frames = [s.image for s in road_video(10, (64, 64), seed=1)]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (64, 64))
-    for i in range(3000):
-        writer.write(frames[i % 10])
-    writer.release()
-    return path
-
 
 @pytest.fixture(scope="session")
 def image_folder(tmp_path_factory):
@@ -74,35 +44,6 @@ def image_folder(tmp_path_factory):
     (root / "f005b.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     (root / "notes.txt").write_text("ignored: not an image")
     return root
-
-
-class SlowSession:
-    """A Session stand-in that takes `delay` seconds per frame (and can fail at frame `fail_at`)."""
-
-    def __init__(self, session, delay: float = 0.0, fail_at: int | None = None) -> None:
-        self.manifest, self._session = session.manifest, session
-        self.delay, self.fail_at, self.calls = delay, fail_at, 0
-
-    def infer(self, frames: np.ndarray) -> np.ndarray:
-        self.calls += 1
-        if self.fail_at is not None and self.calls > self.fail_at:
-            raise RuntimeError("engine fell over")
-        time.sleep(self.delay)
-        return self._session.infer(frames)
-
-    def describe(self) -> dict:
-        return self._session.describe()
-
-
-QUIET = dict(report_every_s=0)
-
-
-def _frames_in(path) -> int:
-    cap = cv2.VideoCapture(str(path))
-    n = 0
-    while cap.read()[0]:
-        n += 1
-    return n
 
 
 def test_video_file_processes_every_frame_and_writes_a_playable_mp4(engine_dir, video, tmp_path):
@@ -293,7 +234,7 @@ def test_the_stream_runs_without_torch(engine_dir, video, tmp_path):
     code = textwrap.dedent(f"""
         import sys
         import edgeseg.runtime.pipeline, edgeseg.runtime.sources, edgeseg.runtime.sinks, edgeseg.runtime.stats
-        import edgeseg.runtime.visualize, edgeseg.cli_stream
+        import edgeseg.runtime.visualize, edgeseg.cli.stream
         from edgeseg.cli import main
         rc = main(["stream", "--engine", {str(engine_dir)!r}, "--video", {str(video)!r}, "--view", "side",
                    "--output", {str(tmp_path / "o.mp4")!r}, "--stats", {str(tmp_path / "s.json")!r},

@@ -25,6 +25,9 @@ def availability() -> Availability:
     try:
         devices = tuple(ov.Core().available_devices)
     except Exception as exc:  # a broken plugin install
+        from edgeseg.errors import reraise_interrupt
+
+        reraise_interrupt(exc)  # else --backend auto would quietly build for another backend
         return Availability(False, ov.get_version(), f"OpenVINO cannot enumerate devices: {exc}")
     return Availability(bool(devices), version(), "" if devices else "OpenVINO found no devices", devices)
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
 
-from edgeseg.errors import EdgesegError
-from edgeseg.manifest import Manifest
+from edgeseg.manifest import CACHE_DIR, Manifest, ManifestError
 from edgeseg.runtime.session import LoadOptions, Session
 
 XML, BIN = "model.xml", "model.bin"
@@ -47,11 +47,11 @@ def compile_ir(core, xml: Path, device: str, precision: str, performance: str, c
               "PERFORMANCE_HINT": PERFORMANCE_HINTS[performance]}
     if cache_dir:
         config["CACHE_DIR"] = cache_dir
-    try:
+    from edgeseg.backends.openvino.failures import compile_fix, reported
+
+    # the cause is on the later lines of OpenVINO's message; the fix depends on it (device, op, damaged file)
+    with reported(f"OpenVINO cannot compile {xml} for {device}", lambda kind, _: compile_fix(kind, device, cache_dir)):
         return core.compile_model(str(xml), device, config)
-    except RuntimeError as exc:
-        raise EdgesegError(f"OpenVINO cannot compile {xml} for {device}: {str(exc).splitlines()[0][:200]}",
-                           "check the device with `edgeseg doctor`, or rebuild with `edgeseg build ... --force`") from exc
 
 
 def precision_as_run(compiled) -> str:
@@ -69,14 +69,14 @@ class OpenVinoSession(Session):
         if options.threads:
             core.set_property("CPU", {"INFERENCE_NUM_THREADS": options.threads})
         device = options.device or manifest.backend.get("options", {}).get("device", "CPU")
-        cache = options.cache_dir or str(root / ".cache")  # compiled blobs make the second load fast
+        cache = cache_dir(manifest, root, options.cache_dir)  # compiled blobs make the second load fast
         self._compiled = compile_ir(core, root / XML, device, manifest.precision["requested"],
-                                  options.performance_hint, cache if _writable(root) else None)
+                                  options.performance_hint, cache)
         self.precision_as_run = precision_as_run(self._compiled)
         if manifest.precision["requested"] == "int8" and layer_precisions(self._compiled).get("int8"):
             self.precision_as_run = "int8"  # the hint only governs the layers NNCF left in float
         self._request = self._compiled.create_infer_request()
-        self._throughput = (core, root / XML, device, manifest.precision["requested"], cache if _writable(root) else None)
+        self._throughput = (core, root / XML, device, manifest.precision["requested"], cache)
 
     def run_for(self, frames: np.ndarray, seconds: float) -> tuple[int, float, int]:
         """Throughput mode: a THROUGHPUT-hint compile (several CPU streams) fed by an AsyncInferQueue
@@ -110,6 +110,27 @@ class OpenVinoSession(Session):
 
     def describe(self) -> dict:
         return {**super().describe(), "precision_as_run": self.precision_as_run}
+
+
+def cache_key(manifest: Manifest) -> str:
+    """The compiled-model cache folder for exactly these IR bytes: a digest of the manifest's (verified)
+    sha256 of model.xml and model.bin. OpenVINO keys its blobs by the .xml path and text only, so an
+    engine whose model.bin was replaced (new weights, same graph) would otherwise run the old blob."""
+    missing = [name for name in (XML, BIN) if name not in manifest.files]
+    if missing:
+        raise ManifestError(f"the manifest of engine {manifest.name} does not hash {' and '.join(missing)}, "
+                            "which OpenVINO loads", "rebuild the engine with `edgeseg build ... --force`")
+    return hashlib.sha256(f"{manifest.files[XML]} {manifest.files[BIN]}".encode()).hexdigest()[:32]
+
+
+def cache_dir(manifest: Manifest, root: Path, user_dir: str | None) -> str | None:
+    """`<user_dir>/<cache_key>`, else `<engine>/.cache/<cache_key>`; None (no cache) when the engine
+    directory is read-only and no other folder was given."""
+    if user_dir:
+        return str(Path(user_dir) / cache_key(manifest))
+    if not _writable(root):
+        return None
+    return str(root / CACHE_DIR / cache_key(manifest))
 
 
 def _writable(root: Path) -> bool:

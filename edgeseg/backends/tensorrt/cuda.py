@@ -33,6 +33,9 @@ def available() -> tuple[bool, str]:
         except ImportError:
             return False, "neither cuda-python nor pycuda is installed (pip install 'edgeseg[tensorrt]')"
         except Exception as exc:  # pycuda raises LogicError/RuntimeError without a driver
+            from edgeseg.errors import reraise_interrupt
+
+            reraise_interrupt(exc)  # else --backend auto would quietly build for another backend
             return False, f"pycuda cannot initialize CUDA: {exc}"
     err, count = cudart.cudaGetDeviceCount()
     if int(err) != 0 or count == 0:
