@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
 # Fast-SCNN: the zoo's real-time reference (0.56 GMACs at 360x480); it trains to a usable model on the
 # synthetic scenes in a few minutes of two CPU cores, where DeepLabV3+ needs several times longer.
 DEMO_MODEL = "fastscnn"
-SYNTHETIC_EPOCHS = 10  # about 5 minutes on 2 cores; the val mIoU it reaches is in README, "Two commands"
+EPOCHS = 10  # about 5 minutes on 2 cores on the synthetic scenes; the val mIoU it reaches is in README
 CALIB_IMAGES = 64
 VIDEO_FRAMES = 300  # ten seconds of road at 30 FPS
 
@@ -27,7 +27,7 @@ class DemoConfig:
     data: str = "synthetic"  # any dataset spec with train and val splits, e.g. camvid:PATH
     out: Path = Path("runs/demo")
     model: str = DEMO_MODEL
-    epochs: int | None = None  # None: SYNTHETIC_EPOCHS on the synthetic scenes, else 10
+    epochs: int | None = None  # None: EPOCHS
     backend: str = "auto"
     input_size: tuple[int, int] = (360, 480)
     video_frames: int = VIDEO_FRAMES
@@ -109,10 +109,9 @@ def _files(out: Path, ckpt: Path, video: Path, reports: tuple[Path, Path]) -> di
 def _train(config: DemoConfig, out: Path):
     from edgeseg.train.loop import TrainConfig, train
 
-    synthetic = config.data.split(":")[0] == "synthetic"
-    epochs = config.epochs or (SYNTHETIC_EPOCHS if synthetic else 10)
+    epochs = config.epochs or EPOCHS
     # AdamW at 4e-3: the Fast-SCNN CamVid recipe (README), shortened. Without its median-frequency class
-    # weights, which pay off over 80 epochs: in 6 epochs on the synthetic scenes they cost 5 points of mIoU.
+    # weights, which pay off over 80 epochs: measured over 6 epochs on the synthetic scenes, they cost 5 points of mIoU.
     result = train(TrainConfig(model=config.model, data=config.data, out=out / "train", epochs=epochs,
                                crop=config.input_size, optimizer="adamw", lr=4e-3, weight_decay=1e-2,
                                progress=config.progress))
@@ -121,13 +120,13 @@ def _train(config: DemoConfig, out: Path):
 
 
 def _build(config: DemoConfig, out: Path, ckpt: Path):
-    from edgeseg.build.orchestrator import BuildRequest, build_engine
+    from edgeseg.build.orchestrator import BuildRequest, Destination, Graph, Int8, Source, build_engine
 
-    common = dict(checkpoint=str(ckpt), backend=config.backend, input_size=config.input_size)
-    fp32 = build_engine(BuildRequest(**common, out=str(out / "engines" / "fp32")))
-    int8 = build_engine(BuildRequest(**common, precision="int8", calib=f"{config.data}:train",
-                                     calib_size=config.calib_size, val=f"{config.data}:val",
-                                     max_miou_drop=config.max_miou_drop, out=str(out / "engines" / "int8")))
+    base = BuildRequest(Source(checkpoint=str(ckpt)), backend=config.backend, graph=Graph(input_size=config.input_size))
+    fp32 = build_engine(replace(base, destination=Destination(out=str(out / "engines" / "fp32"))))
+    int8 = build_engine(replace(base, precision="int8", destination=Destination(out=str(out / "engines" / "int8")),
+                                int8=Int8(calib=f"{config.data}:train", calib_size=config.calib_size,
+                                          val=f"{config.data}:val", max_miou_drop=config.max_miou_drop)))
     recommended = int8.manifest.extra.get("recommended")
     line = f"{fp32.summary()}\n      {int8.summary()}"
     if recommended:
@@ -137,14 +136,14 @@ def _build(config: DemoConfig, out: Path, ckpt: Path):
 
 def _evaluate(config: DemoConfig, out: Path, engines: dict[str, Path]):
     from edgeseg.data import parse_spec
-    from edgeseg.measure.evaluate import evaluate_predictors, session_predictor
+    from edgeseg.measure.evaluate import evaluate, session_predictor
     from edgeseg.runtime import load
 
     dataset = parse_spec(f"{config.data}:val", "val")
     with load(engines["int8"]) as int8, load(engines["fp32"]) as fp32:
         m = int8.manifest
-        result = evaluate_predictors(session_predictor(int8), dataset, m.classes, m.ignore_index,
-                                     session_predictor(fp32), progress=config.progress)
+        result = evaluate(session_predictor(int8), dataset, m.classes, m.ignore_index, session_predictor(fp32),
+                          progress=config.progress)
     data = result.to_dict()
     (out / "eval-int8.json").write_text(json.dumps(data, indent=2) + "\n")
     return data, (f"mIoU FP32 {100 * result.reference.miou:.2f}% -> INT8 {100 * result.metrics.miou:.2f}% "
@@ -154,7 +153,8 @@ def _evaluate(config: DemoConfig, out: Path, engines: dict[str, Path]):
 
 def _bench(config: DemoConfig, out: Path, engines: dict[str, Path]):
     from edgeseg.data import parse_spec
-    from edgeseg.measure.bench import bench_engines, encoded_frames, format_table, to_json
+    from edgeseg.measure.bench import bench_engines, encoded_frames, format_table
+    from edgeseg.measure.results import to_json
 
     frames = encoded_frames(parse_spec(f"{config.data}:val", "val"))
     run = bench_engines([str(engines["fp32"]), str(engines["int8"])], frames, progress=config.progress,

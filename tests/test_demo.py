@@ -21,6 +21,7 @@ from edgeseg.errors import EdgesegError
 pytestmark = pytest.mark.skipif(not backends.availability("onnxruntime").ok, reason="onnxruntime is not installed")
 
 
+@pytest.mark.slow  # the whole demo: train, FP32 and INT8 builds, eval, bench, stream (27 s)
 def test_demo_runs_every_step_and_writes_every_result(tmp_path):
     out = tmp_path / "demo"
     command = [sys.executable, "-m", "edgeseg", "demo", "--data", "synthetic:6", "--out", str(out), "--epochs", "1",

@@ -18,11 +18,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from edgeseg.runtime.frames import resize_labels, resize_to_input
 from edgeseg.errors import BadInputError
-from edgeseg.data.metrics import ConfusionMatrix
-
-PredictBatch = Callable[[np.ndarray], np.ndarray]  # (N, H, W, 3) uint8 at input size -> (N, H, W) class ids
+from edgeseg.measure.evaluate import EvalSample, Predictor, evaluate
+from edgeseg.runtime.frames import resize_to_input
 
 
 @dataclass
@@ -35,17 +33,25 @@ class ValidationSet:
     num_classes: int
     ignore_index: int
 
-    def miou(self, predict: PredictBatch, indices: Sequence[int] | None = None) -> float:
-        """mIoU in percent, scored at label resolution as `edgeseg eval` scores it."""
-        matrix = ConfusionMatrix(self.num_classes, self.ignore_index)
-        for i in (range(len(self.frames)) if indices is None else indices):
-            labels = predict(self.frames[i:i + 1])[0]
-            matrix.update(self.labels[i], resize_labels(labels, self.labels[i].shape[:2]))
-        return 100.0 * matrix.compute().miou
+    def miou(self, predict: Predictor, indices: Sequence[int] | None = None) -> float:
+        """mIoU in percent of the frames at `indices` (NNCF validates subsets), scored at label
+        resolution by the loop `edgeseg eval` uses. The frames are at input size already."""
+        picked = range(len(self.frames)) if indices is None else indices
+        samples = [EvalSample(self.frames[i], self.labels[i], str(i)) for i in picked]
+        classes = [str(c) for c in range(self.num_classes)]
+        return 100.0 * evaluate(predict, samples, classes, self.ignore_index).metrics.miou
 
 
 def open_validation(spec: str | None, size: tuple[int, int], num_classes: int, limit: int | None = None,
                     progress: bool = True) -> ValidationSet:
+    """The held-out frames the budget measures on: the first `limit` images of `spec` (None: all).
+
+    A limit under 1 is refused where it is read: `limit or len(dataset)` made 0 mean "all", and a
+    negative one gave an empty set that failed later with a traceback."""
+    from edgeseg.inputs import count as checked_count
+
+    limit = checked_count(limit, "the number of validation images (--val-size)",
+                          "pass --val-size N with N of 1 or more, or leave it out to use the whole split")
     if not spec:
         raise BadInputError("--max-miou-drop needs a held-out split to measure the drop on",
                             "pass --val camvid:PATH:val (not the split you calibrate on)")
@@ -160,9 +166,12 @@ def rank_qdq_nodes(float_onnx: str | Path, qdq_onnx: str | Path, batches: Sequen
     """
     import onnx
     from onnxruntime.quantization import CalibrationDataReader
-    from onnxruntime.quantization.qdq_loss_debug import (collect_activations, compute_activation_error,
-                                                         create_activation_matching,
-                                                         modify_model_output_intermediate_tensors)
+    from onnxruntime.quantization.qdq_loss_debug import (
+        collect_activations,
+        compute_activation_error,
+        create_activation_matching,
+        modify_model_output_intermediate_tensors,
+    )
 
     class Reader(CalibrationDataReader):
         def __init__(self):
@@ -221,16 +230,8 @@ class BudgetRequest:
     max_kept: int | None = None  # most layers the search may keep in float
 
 
-def as_labels(out: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Label maps at the frames' `size` from what a graph returns: labels as they are; logits, full-size
-    or low-resolution (a graph whose tail runs on the host), upsampled and argmaxed as the session does."""
-    from edgeseg.runtime.tail import upsample_argmax
-
-    return upsample_argmax(out, size) if out.ndim == 4 else out
-
-
 def budgeted_qdq(onnx_path: Path, out_path: Path, spec, activations: str,
-                 predictor_for: Callable[[Path], PredictBatch]):
+                 predictor_for: Callable[[Path], Predictor], reduce_range: bool | None = None):
     """Q/DQ INT8 of `onnx_path` at `out_path` within `spec.budget`: (QuantResult, BudgetReport).
 
     `predictor_for(graph)` turns an ONNX graph (float or Q/DQ) into the backend's own predictor, so
@@ -245,7 +246,7 @@ def budgeted_qdq(onnx_path: Path, out_path: Path, spec, activations: str,
     with tempfile.TemporaryDirectory() as tmp:
         def quantize(kept: Sequence[str], dst: Path):
             return qdq_from_onnx(onnx_path, dst, calib, spec.calib_method, tuple(spec.keep_float) + tuple(kept),
-                                 activations=activations, overwrite=True)
+                                 activations=activations, overwrite=True, reduce_range=reduce_range)
 
         def evaluate(kept: list[str]) -> float:
             if tuple(kept) not in scores:

@@ -16,14 +16,14 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Callable, Literal, Sequence
 
 import numpy as np
 import onnx
 import torch
 from torch import nn
 
-from edgeseg.errors import BadInputError, EdgesegError
+from edgeseg.errors import BadInputError, EdgesegError, reraise_interrupt
 from edgeseg.io import atomic_path
 from edgeseg.models.preprocess import Preprocess
 
@@ -149,6 +149,7 @@ def simplify(model: onnx.ModelProto) -> tuple[onnx.ModelProto, str | None]:
     try:
         simplified, ok = onnxsim.simplify(model)
     except Exception as exc:  # onnxsim raises plain RuntimeError/ValueError from its C++ core
+        reraise_interrupt(exc)  # a Ctrl+C inside onnxsim is not "keep the unsimplified graph"
         return model, f"onnxsim failed: {str(exc).splitlines()[0][:200]}"
     if not ok:
         return model, "onnxsim's own check of the simplified graph failed"
@@ -175,6 +176,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, num_classes: int, mea
         try:
             proto = (_export_dynamo if exporter == "dynamo" else _export_torchscript)(deploy, x, options)
         except Exception as exc:
+            reraise_interrupt(exc)  # torch's exporter wraps a Ctrl+C: stop, never fall back and publish
             if exporter != "dynamo":
                 raise ExportError(f"the TorchScript exporter failed: {exc}", "report this model and input size") from exc
             notes.append(f"dynamo export failed ({str(exc).splitlines()[0][:160]}); used the TorchScript exporter")
@@ -239,6 +241,9 @@ class Parity:
         return f"argmax agreement {100 * self.label_agreement:.3f}% over {self.pixels} pixels, max |logit diff| {diff}"
 
 
+Runner = Callable[[np.ndarray], np.ndarray]  # graph inputs -> labels (N, H, W) or logits (N, C, H, W)
+
+
 def parity(deploy: DeployModel, onnx_path: str | os.PathLike, inputs: np.ndarray, batch: int = 1) -> Parity:
     """ONNX Runtime against eager PyTorch on `inputs` (in the graph's input layout), `batch` at a time."""
     import onnxruntime as ort
@@ -248,7 +253,8 @@ def parity(deploy: DeployModel, onnx_path: str | os.PathLike, inputs: np.ndarray
     return compare(torch_runner(deploy), lambda x: session.run(None, {name: x})[0], inputs, batch)
 
 
-def torch_runner(deploy: DeployModel):
+def torch_runner(deploy: DeployModel) -> Runner:
+    """The deployment graph in eager PyTorch, on the inputs the exported graph takes."""
     def run(x: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
             return deploy(torch.from_numpy(x)).numpy()
@@ -256,21 +262,23 @@ def torch_runner(deploy: DeployModel):
     return run
 
 
-def compare(reference, candidate, inputs: np.ndarray, batch: int = 1) -> Parity:
-    """Feed the same inputs to two callables returning labels (N,H,W) or logits (N,C,H,W)."""
-    agree, pixels, diff, logits = 0, 0, 0.0, False
-    for start in range(0, len(inputs), batch):
-        chunk = inputs[start:start + batch]
-        ref, ours = reference(chunk), candidate(chunk)
-        if ref.shape != ours.shape:
-            raise ExportError(f"output shapes differ: reference {ref.shape}, candidate {ours.shape}", "report this model")
-        logits = ref.ndim == 4
-        if logits:
-            diff = max(diff, float(np.abs(ours.astype(np.float32) - ref.astype(np.float32)).max()))
-            ref, ours = ref.argmax(1), ours.argmax(1)
-        agree += int((ours == ref).sum())
-        pixels += ref.size
-    return Parity(agree / max(pixels, 1), diff if logits else None, pixels)
+def compare(reference: Runner, candidate: Runner, inputs: np.ndarray, batch: int = 1) -> Parity:
+    """Feed the same inputs to two runners through the shared evaluation loop, `batch` at a time.
+
+    `inputs` are in the graph's layout: uint8 (N, H, W, 3) frames, or normalized float (N, 3, H, W)
+    for a graph without fused preprocessing (walked channels-last, handed over channels-first).
+    """
+    from edgeseg.measure.evaluate import EvalSample, as_predictor, evaluate
+
+    frames = inputs if inputs.dtype == np.uint8 else inputs.transpose(0, 2, 3, 1)
+    to_graph = (lambda x: x) if inputs.dtype == np.uint8 else (lambda x: np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+    samples = [EvalSample(frame, None, str(i)) for i, frame in enumerate(frames)]
+    try:
+        result = evaluate(as_predictor(lambda x: candidate(to_graph(x))), samples, batch=batch, same_outputs=True,
+                          reference=as_predictor(lambda x: reference(to_graph(x))))
+    except BadInputError as exc:  # the two disagree on what the graph returns
+        raise ExportError(exc.problem, exc.fix) from exc
+    return Parity(result.agreement, result.max_abs_logit_diff, result.pixels_compared)
 
 
 def fp16_onnx(src: str | os.PathLike, dst: str | os.PathLike, overwrite: bool = False) -> None:
@@ -293,6 +301,7 @@ def load_onnx(path: str | os.PathLike) -> onnx.ModelProto:
         model = onnx.load(str(path))
         onnx.checker.check_model(model)
     except Exception as exc:  # protobuf DecodeError, checker ValidationError, OSError
+        reraise_interrupt(exc)
         raise BadInputError(f"{path} is not a valid ONNX model ({type(exc).__name__}: {str(exc)[:160]})",
                             "export it again with `edgeseg export`") from exc
     return model

@@ -2,62 +2,32 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import os
 import platform
 import shlex
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from edgeseg import __version__, backends
+from edgeseg.build.export import ExportOptions, ExportResult, export_onnx
+from edgeseg.build.request import HOST_TAIL_BACKENDS, PRECISIONS, TAILS, BuildRequest, Destination, Graph, Int8, Source
+from edgeseg.build.spec import BackendOptions, BuildSpec, Built
 from edgeseg.errors import BadInputError, CheckpointError, EdgesegError
-from edgeseg.build.spec import BuildSpec
-from edgeseg.build.export import ExportOptions, export_onnx
 from edgeseg.io import staged_dir
 from edgeseg.manifest import MANIFEST_NAME, InputSpec, Manifest, OutputSpec, hash_files
 
+# the request's pieces come from here too: one import for the build API
+__all__ = ["HOST_TAIL_BACKENDS", "PRECISIONS", "TAILS", "BackendOptions", "BuildRequest", "BuildResult", "Destination",
+           "Graph", "Int8", "Source", "build_engine", "hardware"]
+
 ONNX_FILE = "model.onnx"
-PRECISIONS = ("fp32", "fp16", "int8")
-TAILS = ("auto", "host", "engine")
-# CPU backends run the full-resolution upsampling + argmax slower than the host's boundary-only tail
-# (Fast-SCNN 360x480: 7-10 ms in the graph); GPUs and the torch reference keep it in the graph
-HOST_TAIL_BACKENDS = ("onnxruntime", "openvino")
-
-
-@dataclass(frozen=True)
-class BuildRequest:
-    checkpoint: str | None = None
-    model: str | None = None  # checked against the checkpoint; required with random_weights
-    model_options: dict[str, Any] = field(default_factory=dict)
-    random_weights: bool = False  # speed-only experiments; stamped in the manifest
-    num_classes: int = 11
-    precision: str = "fp32"
-    backend: str = "auto"
-    input_size: tuple[int, int] | None = None  # default: the checkpoint's training crop
-    batch: int = 1
-    dynamic: bool = False
-    fuse_preprocess: bool = True
-    fuse_argmax: bool = True
-    tail: str = "auto"  # "host": upsampling + argmax in the session; "engine": in the graph; auto: host on CPUs
-    exporter: str = "dynamo"
-    out: str | None = None  # default engines/<model>-<precision>-<backend>
-    engines_dir: str = "engines"
-    force: bool = False
-    backend_options: dict[str, Any] = field(default_factory=dict)
-    calib: str | None = None  # INT8: dataset spec or calibration/LIST.txt; required, never random
-    calib_size: int | None = None
-    calib_method: str = "entropy"
-    val: str | None = None  # the split accuracy is reported on: calibration overlapping it is warned about
-    keep_float: tuple[str, ...] = ()
-    max_miou_drop: float | None = None  # INT8: keep sensitive layers in float until the drop on --val fits
-    val_size: int | None = None  # images of --val the budget measures on (default: all)
-    max_float_layers: int | None = None  # most layers the budget may keep in float
-    speed_guard: bool = True  # INT8: time against the backend's float builds and record the recommendation
-    guard_iterations: int = 30
-    command: str = ""
+RANDOM_CHECKPOINT = "random.pt"  # the torch backend's copy of random weights, while it builds
 
 
 @dataclass
@@ -76,164 +46,242 @@ class BuildResult:
                 f"{len(m.files)} files, {size:.1f} MiB) in {self.seconds:.1f}s{stamp}")
 
 
-def _source_model(request: BuildRequest):
-    """(model, checkpoint payload or None, dataset info dict) for the request."""
+@dataclass(frozen=True)
+class SourceModel:
+    """The request's source resolved: the network in eval mode, what the manifest says of it, its labels."""
+
+    module: Any  # torch.nn.Module
+    name: str  # zoo name
+    options: dict[str, Any]  # zoo options it was built with
+    dataset: dict[str, Any]  # classes, palette, ignore_index, mean, std
+    recorded_size: tuple[int, int] | None = None  # the checkpoint's eval size or training crop
+
+    @property
+    def num_classes(self) -> int:
+        return self.module.num_classes
+
+
+@dataclass(frozen=True)
+class ChosenBackend:
+    name: str
+    why: str  # recorded as the manifest's backend.chosen
+    build_side: ModuleType  # build(onnx_path, out_dir, spec) -> Built, FLOAT_PRECISIONS
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """The request resolved before anything is staged, so that a bad request fails before a file is written."""
+
+    request: BuildRequest
+    source: SourceModel
+    backend: ChosenBackend
+    size: tuple[int, int]  # (H, W) of the export
+    out: Path
+    export: ExportOptions
+    calibration: Any = None  # an edgeseg.build.calibration.CalibrationSet for int8 builds
+    budget: Any = None  # an edgeseg.build.budget.BudgetRequest when an mIoU drop is set
+
+
+def _source_model(source: Source) -> SourceModel:
+    """The checkpoint's network and dataset, or random weights of a zoo model (speed only, said so)."""
     from edgeseg.train.checkpoint import build_from_checkpoint
 
-    if request.checkpoint:
-        model, payload = build_from_checkpoint(request.checkpoint)
-        if request.model and request.model != payload["model"]:
-            raise CheckpointError(f"{request.checkpoint} holds a '{payload['model']}', not a '{request.model}'",
-                                  f"pass --model {payload['model']}, or the checkpoint of a {request.model}")
-        return model, payload, payload.get("metadata", {}).get("dataset", {})
-    if not request.random_weights:
+    if source.checkpoint:
+        model, payload = build_from_checkpoint(source.checkpoint)
+        if source.model and source.model != payload["model"]:
+            raise CheckpointError(f"{source.checkpoint} holds a '{payload['model']}', not a '{source.model}'",
+                                  f"pass --model {payload['model']}, or the checkpoint of a {source.model}")
+        meta = payload.get("metadata", {})
+        size = meta.get("eval_input_size") or meta.get("train_crop")
+        return SourceModel(model, payload["model"], payload["options"], meta.get("dataset", {}),
+                           tuple(int(v) for v in size) if size else None)
+    if not source.random_weights:
         raise EdgesegError("no --checkpoint given: an engine without trained weights segments nothing",
                            "train one (`edgeseg train --model NAME --data camvid:PATH --out runs/x`) and pass "
                            "--checkpoint runs/x/best.pt, or pass --random-weights for a speed-only experiment")
-    if not request.model:
+    if not source.model:
         raise BadInputError("--random-weights needs --model", "pass --model NAME (see `edgeseg models`)")
     import torch
 
-    from edgeseg.data.synthetic import SYNTHETIC_INFO
     from edgeseg.models import build
 
     torch.manual_seed(0)
-    info = SYNTHETIC_INFO
-    num_classes = request.num_classes
-    dataset = {"name": "random", "classes": list(info.classes)[:num_classes] + [f"class{i}" for i in range(len(info.classes), num_classes)],
-               "palette": [list(c) for c in info.palette][:num_classes] + [[i % 256, (37 * i) % 256, (91 * i) % 256] for i in range(len(info.palette), num_classes)],
-               "ignore_index": 255, "mean": list(info.mean), "std": list(info.std)}
-    return build(request.model, num_classes, **request.model_options).eval(), None, dataset
+    model = build(source.model, source.num_classes, **source.model_options).eval()
+    return SourceModel(model, source.model, dict(source.model_options), _random_dataset(source.num_classes))
 
 
-def _input_size(request: BuildRequest, payload: dict | None) -> tuple[int, int]:
-    if request.input_size:
-        return tuple(request.input_size)
-    meta = (payload or {}).get("metadata", {})
-    size = meta.get("eval_input_size") or meta.get("train_crop")
-    if not size:
+def _random_dataset(num_classes: int) -> dict[str, Any]:
+    """Labels for random weights: the synthetic scenes' classes and colours, padded to `num_classes`."""
+    from edgeseg.data.synthetic import SYNTHETIC_INFO as info
+
+    classes = list(info.classes)[:num_classes] + [f"class{i}" for i in range(len(info.classes), num_classes)]
+    palette = [list(c) for c in info.palette][:num_classes] + [
+        [i % 256, (37 * i) % 256, (91 * i) % 256] for i in range(len(info.palette), num_classes)]
+    return {"name": "random", "classes": classes, "palette": palette, "ignore_index": 255,
+            "mean": list(info.mean), "std": list(info.std)}
+
+
+def _input_size(graph: Graph, source: SourceModel) -> tuple[int, int]:
+    if graph.input_size:
+        return tuple(graph.input_size)
+    if not source.recorded_size:
         raise BadInputError("no input size: the checkpoint does not record one", "pass --input-size HxW, e.g. 360x480")
-    return tuple(int(v) for v in size)
+    return source.recorded_size
 
 
-def build_engine(request: BuildRequest) -> BuildResult:
-    """Build one engine directory; nothing appears under its path unless every step succeeded."""
-    if request.precision not in PRECISIONS:
-        raise BadInputError(f"precision '{request.precision}' is not built by `edgeseg build`",
-                            f"choose one of {', '.join(PRECISIONS)}")
-    start = time.perf_counter()
-    backend_name, why = backends.resolve(request.backend)
-    backend = backends.build_side(backend_name)
-    model, payload, dataset = _source_model(request)
-    model_name = payload["model"] if payload else request.model
-    size = _input_size(request, payload)
-    out = Path(request.out or Path(request.engines_dir) / f"{model_name}-{request.precision}-{backend_name}")
-    options = ExportOptions(size, request.batch, request.dynamic, request.fuse_preprocess, request.fuse_argmax,
-                            exporter=request.exporter, host_tail=_host_tail(request, backend_name))
+def _plan(request: BuildRequest) -> _Plan:
+    """Resolve the backend, the weights, the size and the INT8 inputs, in the order their errors are told."""
+    request.check_precision()
+    name, why = backends.resolve(request.backend)
+    backend = ChosenBackend(name, why, backends.build_side(name))
+    source = _source_model(request.source)
+    size = _input_size(request.graph, source)
+    graph = request.graph
+    export = ExportOptions(size, graph.batch, graph.dynamic, graph.fuse_preprocess, graph.fuse_argmax,
+                           exporter=graph.exporter, host_tail=graph.host_tail(name))
     calibration = None
     if request.precision == "int8":
         from edgeseg.build.calibration import open_calibration
 
-        calibration = open_calibration(request.calib, size, request.calib_size, request.batch, request.val)
-    budget = _budget(request, size, model.num_classes)
-    with staged_dir(out, overwrite=request.force) as stage:
-        exported = export_onnx(model, stage / ONNX_FILE, model.num_classes, dataset["mean"], dataset["std"], options)
-        if request.random_weights and backend_name == "torch":
-            from edgeseg.train.checkpoint import save
+        int8 = request.int8
+        calibration = open_calibration(int8.calib, size, int8.calib_size, graph.batch, int8.val)
+    return _Plan(request=request, source=source, backend=backend, size=size,
+                 out=request.destination.directory(source.name, request.precision, name), export=export,
+                 calibration=calibration, budget=_budget(request, size, source.num_classes))
 
-            save(stage / "random.pt", model, {"dataset": dataset, "random_weights": True})
-        checkpoint = request.checkpoint or (str(stage / "random.pt") if request.random_weights else None)
-        spec = BuildSpec(request.precision, tuple(exported.input_shape), exported.input_name,
-                                  {"input_size": size, **request.backend_options}, checkpoint,
-                                  calibration, request.calib_method, tuple(request.keep_float), budget)
-        built = backend.build(stage / ONNX_FILE, stage, spec)
-        (stage / "random.pt").unlink(missing_ok=True)
-        manifest = _manifest(request, out.name, model_name, model, payload, dataset, exported, built,
-                             backend_name, why, stage, time.perf_counter() - start, calibration)
-        if request.precision == "int8" and request.speed_guard:
-            _speed_guard(backend, stage, manifest, spec, calibration, request.guard_iterations)
+
+def build_engine(request: BuildRequest) -> BuildResult:
+    """Build one engine directory; nothing appears under its path unless every step succeeded."""
+    start = time.perf_counter()
+    plan = _plan(request)
+    with staged_dir(plan.out, overwrite=request.destination.force) as stage:
+        dataset = plan.source.dataset
+        exported = export_onnx(plan.source.module, stage / ONNX_FILE, plan.source.num_classes, dataset["mean"],
+                               dataset["std"], plan.export)
+        spec = _spec(plan, exported, stage)
+        built = plan.backend.build_side.build(stage / ONNX_FILE, stage, spec)
+        (stage / RANDOM_CHECKPOINT).unlink(missing_ok=True)
+        manifest = _manifest(plan, exported, built, stage, time.perf_counter() - start)
+        if request.precision == "int8" and request.int8.speed_guard:
+            _speed_guard(plan.backend.build_side, stage, manifest, spec, plan.calibration,
+                         request.int8.guard_iterations)
         (stage / MANIFEST_NAME).write_text(manifest.to_json())
-    return BuildResult(out, manifest, time.perf_counter() - start)
+    return BuildResult(plan.out, manifest, time.perf_counter() - start)
 
 
-def _host_tail(request: BuildRequest, backend_name: str) -> bool:
-    if request.tail not in TAILS:
-        raise BadInputError(f"unknown tail '{request.tail}'", f"choose one of {', '.join(TAILS)}")
-    if request.tail == "host" and backend_name == "torch":
-        raise BadInputError("the torch backend runs the checkpoint itself; its tail cannot move",
-                            "drop --tail host, or build for onnxruntime or openvino")
-    if request.tail == "auto":
-        return backend_name in HOST_TAIL_BACKENDS
-    return request.tail == "host"
+def _spec(plan: _Plan, exported: ExportResult, stage: Path) -> BuildSpec:
+    """What the backend builds: the staged graph, the request's INT8 inputs and backend options."""
+    request = plan.request
+    return BuildSpec(precision=request.precision, input_shape=tuple(exported.input_shape),
+                     input_name=exported.input_name,
+                     options=dataclasses.replace(request.backend_options, input_size=plan.size),
+                     checkpoint=_checkpoint_file(plan, stage), calibration=plan.calibration,
+                     calib_method=request.int8.calib_method, keep_float=tuple(request.int8.keep_float),
+                     budget=plan.budget)
+
+
+def _checkpoint_file(plan: _Plan, stage: Path) -> str | None:
+    """The torch backend's artifact is a checkpoint: random weights are saved into the stage for it."""
+    source = plan.request.source
+    if source.checkpoint:
+        return source.checkpoint
+    if not source.random_weights:
+        return None
+    if plan.backend.name == "torch":
+        from edgeseg.train.checkpoint import save
+
+        save(stage / RANDOM_CHECKPOINT, plan.source.module, {"dataset": plan.source.dataset, "random_weights": True})
+    return str(stage / RANDOM_CHECKPOINT)
 
 
 def _budget(request: BuildRequest, size: tuple[int, int], num_classes: int):
-    if request.max_miou_drop is None:
+    """The held-out split the mIoU budget is measured on, opened before the build (None: no budget)."""
+    drop = request.int8.budget_drop(request.precision)
+    if drop is None:
         return None
-    if request.precision != "int8":
-        raise BadInputError("--max-miou-drop applies to int8 builds", "add --precision int8, or drop --max-miou-drop")
-    if request.max_miou_drop < 0:
-        raise BadInputError(f"--max-miou-drop {request.max_miou_drop} is negative", "pass the points you can lose, e.g. 0.5")
     from edgeseg.build.budget import BudgetRequest, open_validation
 
-    return BudgetRequest(request.max_miou_drop, open_validation(request.val, size, num_classes, request.val_size),
-                         request.max_float_layers)
+    int8 = request.int8
+    return BudgetRequest(drop, open_validation(int8.val, size, num_classes, int8.val_size), int8.max_float_layers)
 
 
-def _speed_guard(backend, stage: Path, manifest: Manifest, spec, calibration, iterations: int) -> None:
+def _speed_guard(backend: ModuleType, stage: Path, manifest: Manifest, spec: BuildSpec, calibration,
+                 iterations: int) -> None:
     """Record in the manifest whether INT8 beat the backend's float builds, and what to deploy."""
     from edgeseg.build.speed_guard import guard
 
     diagnose = (lambda: backend.int8_diagnosis(stage, manifest)) if hasattr(backend, "int8_diagnosis") else None
-    verdict = guard(backend, backends.session_side(manifest.backend["name"]), stage / ONNX_FILE, stage, manifest, spec, calibration.frames[:8],
-                    getattr(backend, "FLOAT_PRECISIONS", ("fp32",)), iterations, diagnose)
+    verdict = guard(backend, backends.session_side(manifest.backend["name"]), stage / ONNX_FILE, stage, manifest,
+                    spec, calibration.frames[:8], getattr(backend, "FLOAT_PRECISIONS", ("fp32",)), iterations,
+                    diagnose)
     print(verdict.summary())
     manifest.extra["speed_guard"] = verdict.to_dict()
     manifest.extra["recommended"] = {
         "precision": verdict.recommended,
         "artifact": "this engine" if verdict.int8_fastest else
-        f"an {verdict.recommended} build: edgeseg build ... --backend {manifest.backend['name']} --precision {verdict.recommended}"}
+        f"an {verdict.recommended} build: edgeseg build ... --backend {manifest.backend['name']} "
+        f"--precision {verdict.recommended}"}
 
 
-def _manifest(request, name, model_name, model, payload, dataset, exported, built, backend_name, why, stage,
-              seconds, calibration=None) -> Manifest:
-    fused = request.fuse_preprocess
-    input_spec = InputSpec(exported.input_name, tuple(exported.input_shape), exported.input_dtype,
-                           "NHWC" if fused else "NCHW", preprocess="fused" if fused else "host",
-                           mean=tuple(dataset["mean"]), std=tuple(dataset["std"]))
-    output_spec = OutputSpec(exported.output_name, exported.output_kind, exported.output_dtype,
-                             tuple(exported.output_shape))
-    model_info = {"name": model_name, "options": payload["options"] if payload else dict(request.model_options),
-                  "num_classes": model.num_classes}
-    if request.checkpoint:
+def _manifest(plan: _Plan, exported: ExportResult, built: Built, stage: Path, seconds: float) -> Manifest:
+    """The engine directory's manifest (edgeseg.manifest, read at run time) from what was exported and built."""
+    request, dataset = plan.request, plan.source.dataset
+    return Manifest(
+        name=plan.out.name, model=_model_section(plan), classes=tuple(dataset["classes"]),
+        palette=tuple(tuple(c) for c in dataset["palette"]), ignore_index=int(dataset.get("ignore_index", 255)),
+        input=_input_section(exported, request.graph, dataset), output=_output_section(exported),
+        precision={"requested": request.precision, "as_run": built.precision_as_run, "note": built.note},
+        backend=_backend_section(plan.backend, built), onnx=_onnx_section(exported), hardware=hardware(),
+        files=hash_files(stage, [ONNX_FILE] + [f for f in built.files if f != ONNX_FILE]),
+        build_seconds=round(seconds, 2), created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        command=request.command or " ".join(shlex.quote(a) for a in sys.argv), edgeseg_version=__version__,
+        random_weights=request.source.random_weights, extra=_int8_extra(plan, built))
+
+
+def _model_section(plan: _Plan) -> dict[str, Any]:
+    """The network, and the checkpoint it came from by path and hash (a torch baseline re-checks it)."""
+    info = {"name": plan.source.name, "options": plan.source.options, "num_classes": plan.source.num_classes}
+    checkpoint = plan.request.source.checkpoint
+    if checkpoint:
         from edgeseg.io import sha256_file
 
-        model_info["checkpoint"] = {"path": os.path.abspath(request.checkpoint), "sha256": sha256_file(request.checkpoint)}
-    onnx_info = {"file": ONNX_FILE, "exporter": exported.exporter, "opset": exported.opset,
-                 "nodes_exported": exported.nodes_exported, "nodes_simplified": exported.nodes_simplified,
-                 "simplified": exported.simplified, "notes": exported.warnings}
-    files = [ONNX_FILE] + [f for f in built.files if f != ONNX_FILE]
-    return Manifest(
-        name=name, model=model_info, classes=tuple(dataset["classes"]),
-        palette=tuple(tuple(c) for c in dataset["palette"]), ignore_index=int(dataset.get("ignore_index", 255)),
-        input=input_spec, output=output_spec,
-        precision={"requested": request.precision, "as_run": built.precision_as_run, "note": built.note},
-        backend={"name": backend_name, "version": built.version, "device": built.device, "engine": built.files[0],
-                 "chosen": why, "options": built.options},
-        onnx=onnx_info, hardware=hardware(), files=hash_files(stage, files), build_seconds=round(seconds, 2),
-        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        command=request.command or " ".join(shlex.quote(a) for a in sys.argv), edgeseg_version=__version__,
-        random_weights=request.random_weights, extra=_int8_extra(request, built, calibration))
+        info["checkpoint"] = {"path": os.path.abspath(checkpoint), "sha256": sha256_file(checkpoint)}
+    return info
 
 
-def _int8_extra(request: BuildRequest, built, calibration) -> dict[str, Any]:
-    if calibration is None:
+def _input_section(exported: ExportResult, graph: Graph, dataset: dict[str, Any]) -> InputSpec:
+    fused = graph.fuse_preprocess
+    return InputSpec(exported.input_name, tuple(exported.input_shape), exported.input_dtype,
+                     "NHWC" if fused else "NCHW", preprocess="fused" if fused else "host",
+                     mean=tuple(dataset["mean"]), std=tuple(dataset["std"]))
+
+
+def _output_section(exported: ExportResult) -> OutputSpec:
+    return OutputSpec(exported.output_name, exported.output_kind, exported.output_dtype, tuple(exported.output_shape))
+
+
+def _onnx_section(exported: ExportResult) -> dict[str, Any]:
+    return {"file": ONNX_FILE, "exporter": exported.exporter, "opset": exported.opset,
+            "nodes_exported": exported.nodes_exported, "nodes_simplified": exported.nodes_simplified,
+            "simplified": exported.simplified, "notes": exported.warnings}
+
+
+def _backend_section(backend: ChosenBackend, built: Built) -> dict[str, Any]:
+    """What the backend recorded; an INT8 budget report goes to the manifest's extra, not its options."""
+    options = {k: v for k, v in built.options.items() if k != "budget"}
+    return {"name": backend.name, "version": built.version, "device": built.device, "engine": built.files[0],
+            "chosen": backend.why, "options": options}
+
+
+def _int8_extra(plan: _Plan, built: Built) -> dict[str, Any]:
+    if plan.calibration is None:
         return {}
-    extra: dict[str, Any] = {"calibration": {**calibration.describe(), "method": request.calib_method,
-                                             "keep_float": list(request.keep_float)},
+    int8 = plan.request.int8
+    extra: dict[str, Any] = {"calibration": {**plan.calibration.describe(), "method": int8.calib_method,
+                                             "keep_float": list(int8.keep_float)},
                              "layers_not_int8": built.not_int8}
     if "budget" in built.options:
-        extra["miou_budget"] = built.options.pop("budget")
+        extra["miou_budget"] = built.options["budget"]
     return extra
 
 

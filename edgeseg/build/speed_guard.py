@@ -19,7 +19,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from edgeseg.build.spec import BuildSpec
 from edgeseg.errors import EdgesegError
+from edgeseg.manifest import hash_files
 
 
 @dataclass
@@ -48,7 +50,7 @@ class SpeedVerdict:
         return head + f". INT8 is NOT the fastest here: recommended {self.recommended}. Why: {self.why}"
 
 
-def guard(backend, session_side, onnx_path: Path, int8_dir: Path, manifest, spec, frames: np.ndarray,
+def guard(backend, session_side, onnx_path: Path, int8_dir: Path, manifest, spec: BuildSpec, frames: np.ndarray,
           float_precisions: Sequence[str], iterations: int = 30, diagnose: Any = None) -> SpeedVerdict:
     """Time the INT8 engine in `int8_dir` against the backend's float builds of `onnx_path`.
 
@@ -72,7 +74,8 @@ def guard(backend, session_side, onnx_path: Path, int8_dir: Path, manifest, spec
                     continue
                 float_manifest = dataclasses.replace(
                     manifest, precision={"requested": precision, "as_run": built.precision_as_run, "note": built.note},
-                    backend={**manifest.backend, "engine": built.files[0], "options": built.options})
+                    backend={**manifest.backend, "engine": built.files[0], "options": built.options},
+                    files=hash_files(work, built.files))
                 sessions[precision] = session_side.load(float_manifest, work)
             results = bench_sessions(sessions, list(frames), iterations=iterations, progress=False)
         finally:
@@ -82,8 +85,8 @@ def guard(backend, session_side, onnx_path: Path, int8_dir: Path, manifest, spec
     as_run = {r.precision_requested: r.precision_as_run for r in results}
     fastest = min(latency, key=latency.get)
     speedup = latency["fp32"] / latency["int8"] if "fp32" in latency else float("nan")
-    verdict = SpeedVerdict(latency, as_run, round(speedup, 3), fastest == "int8", fastest,
-                           iterations=iterations, skipped=skipped)
+    verdict = SpeedVerdict(latency_ms=latency, as_run=as_run, speedup_vs_fp32=round(speedup, 3),
+                           int8_fastest=fastest == "int8", recommended=fastest, iterations=iterations, skipped=skipped)
     if fastest != "int8":
         verdict.why = diagnose() if diagnose else "the backend gives no layer-level detail"
     return verdict

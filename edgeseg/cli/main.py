@@ -2,282 +2,30 @@
 
 Heavy imports (torch, the backends) happen inside the subcommand that needs them, so `--help`
 is instant and the runtime subcommands never import torch.
-"""
+
+Each group of subcommands is one module with `add_commands(sub)`; the modules share only
+`edgeseg.cli.common`, and none imports another."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
 from typing import Sequence
 
 from edgeseg import __version__
-from edgeseg.errors import BadInputError, EdgesegError
+from edgeseg.cli import bench, demo, engines, evaluate, report, stream, zoo
+from edgeseg.cli.common import parse_size
+from edgeseg.errors import EdgesegError
 
-
-def parse_size(text: str) -> tuple[int, int]:
-    """'360x480' -> (360, 480): height first, as in N x C x H x W."""
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise BadInputError(f"cannot read input size '{text}'", "write it as HEIGHTxWIDTH, e.g. 360x480") from None
-    if h < 1 or w < 1:
-        raise BadInputError(f"input size '{text}' must be positive", "write it as HEIGHTxWIDTH, e.g. 360x480")
-    return h, w
-
-
-def _size_arg(text: str) -> tuple[int, int]:
-    try:
-        return parse_size(text)
-    except BadInputError as exc:  # argparse prints ArgumentTypeError's text as the usage error
-        raise argparse.ArgumentTypeError(f"{exc.problem}; {exc.fix}") from None
-
-
-def run_models(args: argparse.Namespace) -> int:
-    from edgeseg.models import entry, names
-    from edgeseg.models.complexity import measure
-
-    selected = args.name or names()
-    rows = []
-    for name in selected:
-        model_entry = entry(name)
-        for backbone in model_entry.backbones or (None,):
-            options = {"backbone": backbone} if backbone else {}
-            c = measure(name, args.num_classes, args.input_size, **options)
-            rows.append({"name": name, "family": model_entry.family, "backbone": backbone,
-                         "default_backbone": backbone == model_entry.default_backbone,
-                         "backbones": list(model_entry.backbones), "params": c.params,
-                         "gmacs": round(c.gmacs, 3), "paper": model_entry.paper})
-    if args.json:
-        print(json.dumps({"input_size": list(args.input_size), "num_classes": args.num_classes, "models": rows},
-                         indent=2))
-        return 0
-    if args.markdown:
-        print("| model | family | backbone | params (M) | GMACs |\n| --- | --- | --- | ---: | ---: |")
-    else:
-        print(f"{'model':15s} {'family':14s} {'backbone':20s} {'params (M)':>10s} {'GMACs':>8s}")
-    for r in rows:
-        backbone = (r["backbone"] or "-") + (" *" if r["default_backbone"] and len(r["backbones"]) > 1 else "")
-        if args.markdown:
-            print(f"| `{r['name']}` | {r['family']} | {backbone} | {r['params'] / 1e6:.2f} | {r['gmacs']:.2f} |")
-        else:
-            print(f"{r['name']:15s} {r['family']:14s} {backbone:20s} {r['params'] / 1e6:10.2f} {r['gmacs']:8.2f}")
-    h, w = args.input_size
-    print(f"\n{len(rows)} variants of {len(selected)} models; {args.num_classes} classes; GMACs at "
-          f"{h}x{w}, batch 1 (convolutions and matmuls); * = default backbone")
-    return 0
-
-
-def _model_options(args: argparse.Namespace) -> dict:
-    options = {}
-    for text in args.option or []:
-        key, sep, value = text.partition("=")
-        if not sep:
-            raise BadInputError(f"cannot read option '{text}'", "write model options as KEY=VALUE, e.g. aux=true")
-        options[key] = _literal(value)
-    for key in ("backbone", "output_stride", "pretrained_backbone"):
-        if getattr(args, key, None) is not None:
-            options[key] = getattr(args, key)
-    if getattr(args, "aux", False):
-        options["aux"] = True
-    return options
-
-
-def _literal(value: str):
-    lowered = value.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    for cast in (int, float):
-        try:
-            return cast(value)
-        except ValueError:
-            pass
-    if "," in value:
-        return [_literal(v) for v in value.split(",")]
-    return value
-
-
-def _class_weights(text: str):
-    if text in ("none", "median"):
-        return text
-    try:
-        return [float(v) for v in text.split(",")]
-    except ValueError:
-        raise BadInputError(f"cannot read class weights '{text}'",
-                            "use none, median, or one number per class separated by commas") from None
-
-
-def _scale_range(text: str) -> tuple[float, float]:
-    try:
-        low, high = (float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"cannot read scale range '{text}'; write MIN,MAX, e.g. 0.5,2.0") from None
-    if not 0 < low <= high:
-        raise argparse.ArgumentTypeError(f"scale range '{text}' must satisfy 0 < MIN <= MAX")
-    return low, high
-
-
-def run_train(args: argparse.Namespace) -> int:
-    from edgeseg.train.loop import TrainConfig, default_workers, train
-
-    config = TrainConfig(
-        model=args.model, data=args.data, out=args.out or f"runs/{args.model}", model_options=_model_options(args),
-        val=args.val, epochs=args.epochs, batch_size=args.batch_size, crop=args.crop, optimizer=args.optimizer,
-        scale_range=args.scale_range, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay, class_weights=_class_weights(args.class_weights),
-        aux_weight=args.aux_weight, precision=args.precision, threads=args.threads,
-        workers=default_workers() if args.workers is None else args.workers, seed=args.seed,
-        val_size=args.val_size, resume=args.resume, progress=not args.no_progress)
-    result = train(config)
-    print(f"best val mIoU {100 * result.best_miou:.2f}% at epoch {result.best_epoch}: {result.best_path}")
-    return 0
-
-
-def run_eval(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    if args.engine:
-        from edgeseg.cli.engines import run_eval_engine
-
-        return run_eval_engine(args)
-    if not args.checkpoint:
-        raise BadInputError("nothing to evaluate", "pass --checkpoint runs/x/best.pt or --engine engines/NAME")
-
-    from edgeseg.data import parse_spec
-    from edgeseg.data.base import DatasetInfo
-    from edgeseg.data.metrics import format_table
-    from edgeseg.train.checkpoint import build_from_checkpoint
-    from edgeseg.train.predictor import EvalOptions, Predictor, evaluate
-
-    model, payload = build_from_checkpoint(args.checkpoint)
-    if args.output_stride:
-        if not hasattr(model, "set_output_stride"):
-            raise BadInputError(f"{payload['model']} has no output stride to change", "drop --output-stride")
-        model.set_output_stride(args.output_stride)
-    info_dict = payload["metadata"].get("dataset")
-    if not info_dict:
-        raise BadInputError(f"{args.checkpoint} carries no dataset description (classes, mean/std)",
-                            "evaluate checkpoints written by `edgeseg train`")
-    info = DatasetInfo.from_dict(info_dict)
-    dataset = parse_spec(args.data, "val")
-    options = EvalOptions(input_size=args.input_size, tta=args.tta,
-                          save_predictions=Path(args.save_predictions) if args.save_predictions else None,
-                          progress=not args.no_progress)
-    metrics = evaluate(Predictor(model, info.mean, info.std), dataset, info, options)
-    print(format_table(metrics))
-    if args.json:
-        from edgeseg.io import atomic_path
-
-        with atomic_path(args.json, overwrite=True) as tmp:
-            tmp.write_text(json.dumps(metrics.to_dict(), indent=2))
-    return 0
-
-
-def _add_train(sub) -> None:
-    p = sub.add_parser("train", help="train a zoo network on a dataset")
-    p.add_argument("--model", required=True, help="zoo name, see `edgeseg models`")
-    p.add_argument("--backbone")
-    p.add_argument("--output-stride", type=int)
-    p.add_argument("--aux", action="store_true", help="train with the auxiliary head where the model has one")
-    p.add_argument("--pretrained-backbone", metavar="PATH", help="ImageNet weights in torchvision's format")
-    p.add_argument("--option", action="append", metavar="KEY=VALUE", help="other model options, repeatable")
-    p.add_argument("--data", default="synthetic", help="dataset spec (default: synthetic road scenes)")
-    p.add_argument("--val", help="validation dataset spec (default: the val split of --data)")
-    p.add_argument("--out", help="run folder (default runs/MODEL)")
-    p.add_argument("--epochs", type=int, help="default 50, or 8 on the synthetic scenes")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--crop", type=_size_arg, default=(360, 480), metavar="HxW")
-    p.add_argument("--scale-range", type=_scale_range, default=(0.5, 2.0), metavar="MIN,MAX",
-                   help="random scale augmentation range (default 0.5,2.0)")
-    p.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd")
-    p.add_argument("--lr", type=float, default=0.01)
-    p.add_argument("--momentum", type=float, default=0.9)
-    p.add_argument("--weight-decay", type=float, default=1e-4)
-    p.add_argument("--class-weights", default="none", help="none, median (median-frequency balancing) or w0,w1,...")
-    p.add_argument("--aux-weight", type=float, default=0.4)
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
-                   help="auto: bf16 autocast where the CPU has bf16 units")
-    p.add_argument("--threads", type=int)
-    p.add_argument("--workers", type=int, help="data loader processes (default 1 on small machines)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--val-size", type=_size_arg, metavar="HxW", help="validate resized to this size (default full)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
-    p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=run_train)
-
-
-def _add_eval(sub) -> None:
-    p = sub.add_parser("eval", help="mIoU, mAcc and per-class IoU of a checkpoint or an engine")
-    p.add_argument("--checkpoint", help="a checkpoint written by `edgeseg train`")
-    p.add_argument("--engine", help="an engine directory written by `edgeseg build`")
-    p.add_argument("--reference", help="with --engine: an engine directory or checkpoint to measure the drop against")
-    p.add_argument("--limit", type=int, help="with --engine: only the first N images")
-    p.add_argument("--data", required=True, help="dataset spec, e.g. camvid:PATH:val")
-    p.add_argument("--json", metavar="FILE", help="write miou, macc, pixel_acc, per_class_iou (fractions)")
-    p.add_argument("--save-predictions", metavar="DIR", help="one label PNG per image, class ids as values")
-    p.add_argument("--tta", action="store_true", help="multi-scale (0.5-1.75) + flip inference")
-    p.add_argument("--input-size", type=_size_arg, metavar="HxW", help="resize to this size first (default full)")
-    p.add_argument("--output-stride", type=int, help="switch the network's output stride (e.g. 8) for inference")
-    p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=run_eval)
-
-
-def _add_models(sub) -> None:
-    p = sub.add_parser("models", help="list the model zoo with parameters and GMACs")
-    p.add_argument("name", nargs="*", help="only these models (default: all)")
-    p.add_argument("--input-size", type=_size_arg, default=(360, 480), metavar="HxW",
-                   help="input size for GMACs (default 360x480, CamVid)")
-    p.add_argument("--num-classes", type=int, default=11, help="classifier width (default 11, CamVid)")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--markdown", action="store_true", help="a Markdown table (the README's)")
-    p.set_defaults(func=run_models)
-
-
-def run_demo(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from edgeseg.demo import DemoConfig
-    from edgeseg.demo import run_demo as demo
-
-    out = Path(args.out) if args.out else Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")
-    result = demo(DemoConfig(data=args.data, out=out, model=args.model, epochs=args.epochs, backend=args.backend,
-                             input_size=args.input_size, video_frames=args.video_frames, calib_size=args.calib_size,
-                             max_miou_drop=args.max_miou_drop, progress=not args.no_progress))
-    print("\n" + result.summary())
-    return 0
-
-
-def _add_demo(sub) -> None:
-    p = sub.add_parser("demo", help="the main job end to end: train, build FP32/INT8, eval, bench, stream, report")
-    p.add_argument("--data", default="synthetic", help="dataset spec with train and val splits (default synthetic)")
-    p.add_argument("--out", help="run folder (default runs/demo-DATE-TIME)")
-    p.add_argument("--model", default="fastscnn", help="zoo name (default fastscnn, the real-time reference)")
-    p.add_argument("--epochs", type=int, help="training epochs (default 6 on synthetic scenes, else 10)")
-    p.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "openvino", "tensorrt"))
-    p.add_argument("--input-size", type=_size_arg, default=(360, 480), metavar="HxW",
-                   help="training crop, engine input and video size (default 360x480)")
-    p.add_argument("--calib-size", type=int, default=64, help="INT8 calibration images from the train split")
-    p.add_argument("--max-miou-drop", type=float, default=1.0, metavar="POINTS", help="INT8 mIoU budget (default 1.0)")
-    p.add_argument("--video-frames", type=int, default=300, help="frames of the generated road video")
-    p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=run_demo)
+__all__ = ["main", "build_parser", "parse_size"]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgeseg", description="Segmentation networks to edge engines.")
     parser.add_argument("--version", action="version", version=f"edgeseg {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    _add_models(sub)
-    _add_train(sub)
-    _add_eval(sub)
-    _add_demo(sub)
-    from edgeseg.cli.engines import add_engine_commands
-    from edgeseg.cli.report import add_report_commands
-    from edgeseg.cli.stream import add_stream_command
-
-    add_engine_commands(sub, _size_arg)
-    add_report_commands(sub)
-    add_stream_command(sub)
+    for group in (zoo, evaluate, demo, engines, bench, report, stream):
+        group.add_commands(sub)
     return parser
 
 
@@ -293,6 +41,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except OSError as exc:  # a destination that vanished, filled up or turned read-only mid-command
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"edgeseg: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        print("  fix: check that the path exists, is writable and its disk has room, then run again",
+              file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -21,13 +21,19 @@ from typing import Sequence
 
 import numpy as np
 
-from edgeseg.errors import EdgesegError
+from edgeseg.errors import BadInputError, EdgesegError
+from edgeseg.measure.results import (  # noqa: F401
+    KIND,
+    SCHEMA_VERSION,
+    STAGES,
+    BenchResult,
+    BenchRun,
+    from_dict,
+    read_json,
+    to_json,  # re-exported: bench's results are read where bench is
+)
 from edgeseg.measure.stats import summarize
 from edgeseg.runtime.session import LoadOptions, Session
-
-SCHEMA_VERSION = 2
-KIND = "edgeseg-bench"
-STAGES = ("decode", "preprocess", "inference", "postprocess")
 
 
 @dataclass(frozen=True)
@@ -40,50 +46,16 @@ class BenchConfig:
     stages: bool = True  # time decode/preprocess/postprocess around inference
     progress: bool = True
 
-
-@dataclass
-class BenchResult:
-    """One engine's figures; every *_ms is milliseconds per call, a call being one batch."""
-
-    engine: str
-    path: str
-    backend: str
-    precision_requested: str
-    precision_as_run: str
-    device: str
-    batch: int
-    iterations: int
-    latency_ms: dict[str, float]  # inference only: mean, std, min, p50, p90, p99, max
-    fps: float  # engine FPS, latency mode: batch * 1000 / mean inference latency
-    round_medians_ms: list[float]  # one per interleaved round
-    stages_ms: dict[str, dict[str, float]] = field(default_factory=dict)  # stage -> mean, p50, ...; and "total"
-    app_fps: float | None = None  # end to end, one frame after another: batch * 1000 / mean total
-    throughput: dict = field(default_factory=dict)  # fps, requests (in flight), seconds, frames
-    load_rss_mb: float | None = None  # resident memory added by loading and warming this engine
-    artifact_bytes: int | None = None  # the engine directory's files listed in its manifest
-    random_weights: bool = False
-    role: str = "engine"  # "engine" | "baseline" (re-timed for the gate) | "torch" (--baseline-torch)
-    load_options: dict = field(default_factory=dict)  # threads, performance_hint: enough to time it again
-    files_digest: str | None = None  # sha256 of the manifest's file hashes: the same engine, byte for byte
-    round_sizes: list[int] = field(default_factory=list)  # calls per round: samples_ms split into rounds
-    samples_ms: list[float] = field(default_factory=list, repr=False)  # inference, in call order
-
-    def rounds(self) -> list[list[float]]:
-        """samples_ms split back into its interleaved rounds."""
-        out, start = [], 0
-        for n in self.round_sizes or [len(self.samples_ms)]:
-            out.append(self.samples_ms[start:start + n])
-            start += n
-        return out
-
-
-@dataclass
-class BenchRun:
-    results: list[BenchResult]
-    config: dict
-    environment: dict
-    context: dict = field(default_factory=dict)  # data, command, created
-    peak_rss_mb: float | None = None  # of the whole process: engines share it (ru_maxrss)
+    def __post_init__(self) -> None:
+        # a count below 1 used to be raised to 1 silently: a bench that timed less than it said
+        for flag, value, least in (("--iterations", self.iterations, 1), ("--rounds", self.rounds, 1),
+                                   ("--warmup", self.warmup, 0), ("--duration", self.duration, 0),
+                                   ("--throughput-seconds", self.throughput_seconds, 0)):
+            if not value >= least:  # NaN fails too
+                raise BadInputError(f"{flag} {value} must be at least {least}", f"pass {flag} {max(least, 1)} or more")
+        if not self.duration and self.iterations < self.rounds:
+            raise BadInputError(f"--iterations {self.iterations} is fewer than --rounds {self.rounds}: "
+                                "a round would time no call", "pass at least one iteration per round")
 
 
 @dataclass
@@ -218,21 +190,37 @@ def throughput(engine: _Engine, frames: Sequence[bytes], seconds: float) -> dict
 
 
 def _result(engine: _Engine, config: BenchConfig, tp: dict) -> BenchResult:
-    d = engine.session.describe()
+    """One engine's BenchResult by keyword, from the pieces: what ran, its latency, its stages, its memory."""
     batch = engine.session.manifest.input.shape[0] or 1
+    return BenchResult(**_identity(engine), batch=batch, **_latency(engine, batch), **_stages(engine, config, batch),
+                       throughput=tp, load_rss_mb=round(engine.load_rss_mb, 1), artifact_bytes=engine.artifact_bytes)
+
+
+def _identity(engine: _Engine) -> dict:
+    """What was timed: the engine by name and path, its backend, precision and device, how it was loaded."""
+    d = engine.session.describe()
+    return {"engine": engine.name, "path": engine.path, "backend": d["backend"],
+            "precision_requested": d["precision_requested"], "precision_as_run": d["precision_as_run"],
+            "device": str(d.get("device")), "random_weights": bool(d.get("random_weights")), "role": engine.role,
+            "load_options": _options_dict(engine.options), "files_digest": engine.digest}
+
+
+def _latency(engine: _Engine, batch: int) -> dict:
+    """Inference alone: its statistics, engine FPS, and the raw samples by interleaved round (for the gate)."""
     inference = engine.stages["inference"]
     stats = summarize(inference)
-    stages_ms, app_fps = {}, None
-    if config.stages:
-        totals = np.sum([engine.stages[s] for s in STAGES], axis=0)
-        stages_ms = {s: summarize(engine.stages[s]) for s in STAGES} | {"total": summarize(totals)}
-        app_fps = 1000.0 * batch / stages_ms["total"]["mean"]
-    return BenchResult(engine.name, engine.path, d["backend"], d["precision_requested"], d["precision_as_run"],
-                       str(d.get("device")), batch, len(inference), stats, 1000.0 * batch / stats["mean"],
-                       [float(np.median(r)) for r in engine.rounds], stages_ms, app_fps, tp,
-                       round(engine.load_rss_mb, 1), engine.artifact_bytes, bool(d.get("random_weights")),
-                       engine.role, _options_dict(engine.options),
-                       engine.digest, [len(r) for r in engine.rounds], [round(s, 3) for s in inference])
+    return {"iterations": len(inference), "latency_ms": stats, "fps": 1000.0 * batch / stats["mean"],
+            "round_medians_ms": [float(np.median(r)) for r in engine.rounds],
+            "round_sizes": [len(r) for r in engine.rounds], "samples_ms": [round(s, 3) for s in inference]}
+
+
+def _stages(engine: _Engine, config: BenchConfig, batch: int) -> dict:
+    """The application path per stage and its FPS end to end; empty when stages were not timed."""
+    if not config.stages:
+        return {"stages_ms": {}, "app_fps": None}
+    totals = np.sum([engine.stages[s] for s in STAGES], axis=0)
+    stages_ms = {s: summarize(engine.stages[s]) for s in STAGES} | {"total": summarize(totals)}
+    return {"stages_ms": stages_ms, "app_fps": 1000.0 * batch / stages_ms["total"]["mean"]}
 
 
 @dataclass(frozen=True)
@@ -264,8 +252,9 @@ def _open(spec: EngineSpec) -> _Engine:
     before = rss_mb()
     session = load(spec.path, spec.options)
     m = session.manifest
-    return _Engine(spec.name, str(spec.path), session, palette_lut(m.palette), rss_mb() - before,
-                   artifact_bytes(spec.path, list(m.files)), spec.options, spec.role, files_digest(m.files))
+    return _Engine(name=spec.name, path=str(spec.path), session=session, lut=palette_lut(m.palette),
+                   load_rss_mb=rss_mb() - before, artifact_bytes=artifact_bytes(spec.path, list(m.files)),
+                   options=spec.options, role=spec.role, digest=files_digest(m.files))
 
 
 def _torch_twin(engine: _Engine) -> _Engine:
@@ -274,8 +263,9 @@ def _torch_twin(engine: _Engine) -> _Engine:
 
     before = rss_mb()
     session, checkpoint = open_torch_baseline(engine.session.manifest, engine.options)
-    return _Engine(f"{engine.name} [torch eager]", str(checkpoint), session, engine.lut, rss_mb() - before,
-                   os.path.getsize(checkpoint), engine.options, "torch")
+    return _Engine(name=f"{engine.name} [torch eager]", path=str(checkpoint), session=session, lut=engine.lut,
+                   load_rss_mb=rss_mb() - before, artifact_bytes=os.path.getsize(checkpoint),
+                   options=engine.options, role="torch")
 
 
 def unique_names(paths: Sequence[str]) -> list[str]:
@@ -320,7 +310,8 @@ def bench_engines(engines: Sequence[str | EngineSpec], frames: Sequence[bytes], 
     finally:
         for e in loaded:
             e.session.close()
-    return BenchRun(results, asdict(config), fingerprint(options.threads), context or {}, round(peak_rss_mb(), 1))
+    return BenchRun(results=results, config=asdict(config), environment=fingerprint(options.threads),
+                    context=context or {}, peak_rss_mb=round(peak_rss_mb(), 1))
 
 
 def bench_sessions(sessions: dict[str, Session], images: Sequence[np.ndarray], iterations: int = 50,
@@ -332,8 +323,10 @@ def bench_sessions(sessions: dict[str, Session], images: Sequence[np.ndarray], i
     from edgeseg.runtime.visualize import palette_lut
 
     frames = [cv2.imencode(".png", im)[1].tobytes() for im in images]  # lossless: the same pixels come back
-    engines = [_Engine(name, "", s, palette_lut(s.manifest.palette), 0.0, None) for name, s in sessions.items()]
-    config = BenchConfig(iterations, 0.0, warmup, rounds, 0.0, False, progress)
+    engines = [_Engine(name=name, path="", session=s, lut=palette_lut(s.manifest.palette), load_rss_mb=0.0,
+                       artifact_bytes=None) for name, s in sessions.items()]
+    config = BenchConfig(iterations=iterations, duration=0.0, warmup=warmup, rounds=rounds, throughput_seconds=0.0,
+                         stages=False, progress=progress)
     run_rounds(engines, frames, config)
     return [_result(e, config, {}) for e in engines]
 
@@ -360,37 +353,3 @@ def format_table(results: list[BenchResult]) -> str:
         for r in results:
             lines.append(f"{r.engine:34s} " + " ".join(f"{r.stages_ms[s]['mean']:11.2f}" for s in (*STAGES, "total")))
     return "\n".join(lines)
-
-
-def to_json(run: BenchRun) -> str:
-    return json.dumps({"schema_version": SCHEMA_VERSION, "kind": KIND, "context": run.context,
-                       "config": run.config, "environment": run.environment, "peak_rss_mb": run.peak_rss_mb,
-                       "results": [asdict(r) for r in run.results]}, indent=2) + "\n"
-
-
-def from_dict(data: dict, source: str = "bench JSON") -> BenchRun:
-    """A bench JSON (schema 2) back into a BenchRun; anything else is refused with what to do."""
-    if not isinstance(data, dict) or data.get("kind") != KIND:
-        raise EdgesegError(f"{source} is not an edgeseg bench result (no \"kind\": \"{KIND}\")",
-                           "pass a file written by `edgeseg bench --json FILE`")
-    version = data.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise EdgesegError(f"{source} has bench schema_version {version}; this edgeseg reads version {SCHEMA_VERSION}",
-                           "re-run `edgeseg bench ... --json FILE` with this edgeseg to write a version "
-                           f"{SCHEMA_VERSION} file")
-    known = set(BenchResult.__dataclass_fields__)
-    results = [BenchResult(**{k: v for k, v in r.items() if k in known}) for r in data["results"]]
-    return BenchRun(results, data.get("config", {}), data.get("environment", {}), data.get("context", {}),
-                    data.get("peak_rss_mb"))
-
-
-def read_json(path: str | os.PathLike) -> BenchRun:
-    try:
-        data = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise EdgesegError(f"{path} does not exist",
-                           "pass a bench JSON written by `edgeseg bench --json FILE`") from None
-    except json.JSONDecodeError as exc:
-        raise EdgesegError(f"{path} is not JSON ({exc.msg} at line {exc.lineno})",
-                           "pass a bench JSON written by `edgeseg bench --json FILE`") from None
-    return from_dict(data, str(path))

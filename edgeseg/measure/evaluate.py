@@ -1,30 +1,94 @@
-"""Accuracy of an engine, and its drop against a reference (another engine or a checkpoint).
+"""The one evaluation loop: a predictor's accuracy on samples, and how it differs from a reference.
 
-Torch-free: frames go through `resize_to_input` (as in bench and stream), the engine returns label
-maps at its input size, and those are resized back (nearest) to score against the full-size labels.
+Every accuracy number edgeseg prints goes through `evaluate`: `edgeseg eval` of a checkpoint or an
+engine (and the drop against another engine or a checkpoint), the validation of each training epoch,
+the INT8 mIoU budget, and export parity (one graph in PyTorch and in a runtime). So all of them see
+the same pixels: frames go through `resize_to_input` (as in calibration, bench and stream), logits
+become labels as a session's host tail makes them (`upsample_argmax`), and label maps go back to the
+label's size (nearest) before they are scored.
+
+What is evaluated is a `Predictor`: any callable with a `size`. Adapters: `session_predictor` (a
+loaded engine), `as_predictor` (a plain function: a graph runner), `edgeseg.train.predictor.TorchPredictor`
+(a PyTorch network with optional test-time augmentation). Torch-free: numpy and OpenCV only.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from pathlib import Path
+from typing import Callable, Protocol, Sequence
 
+import cv2
 import numpy as np
 
-from edgeseg.data.base import SegDataset
 from edgeseg.data.metrics import ConfusionMatrix, SegMetrics
-from edgeseg.errors import BadInputError
+from edgeseg.errors import BadInputError, EdgesegError
 from edgeseg.runtime.frames import resize_labels, resize_to_input
+from edgeseg.runtime.tail import upsample_argmax
 
-Predict = Callable[[np.ndarray], np.ndarray]  # (H, W, 3) uint8 BGR -> (H, W) class ids, same size
+
+class Predictor(Protocol):
+    """(N, h, w, 3) uint8 BGR frames at `size` -> (N, h, w) class ids, or (N, C, h', w') logits at any
+    resolution (the loop upsamples them to the frames' size and takes the argmax).
+
+    `size` is the (H, W) the loop resizes each image to first; None takes every image as it is.
+    """
+
+    size: tuple[int, int] | None
+
+    def __call__(self, frames: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class FunctionPredictor:
+    """A plain function as a Predictor: graph runners, test doubles."""
+
+    run: Callable[[np.ndarray], np.ndarray]
+    size: tuple[int, int] | None = None
+
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        return self.run(frames)
+
+
+def as_predictor(run: Callable[[np.ndarray], np.ndarray], size: tuple[int, int] | None = None) -> Predictor:
+    """`run` itself when it already is a Predictor, else `run` wrapped with `size`."""
+    return run if hasattr(run, "size") else FunctionPredictor(run, size)
+
+
+def session_predictor(session) -> Predictor:
+    """A loaded engine: frames at its input size in, class ids out (its host tail included)."""
+    size = tuple(session.manifest.input.size)
+    return FunctionPredictor(session.infer, None if None in size else size)
+
+
+class SampleLike(Protocol):
+    image: np.ndarray  # H x W x 3 uint8 BGR (export parity: any channels-last frame the graph takes)
+    label: np.ndarray | None  # class ids at any size (scored there), or None: nothing to score
+    name: str
+
+
+@dataclass(frozen=True)
+class EvalSample:
+    """A sample that is not read from a dataset: cached validation frames, parity frames."""
+
+    image: np.ndarray
+    label: np.ndarray | None = None
+    name: str = ""
+
+
+OnPrediction = Callable[[SampleLike, np.ndarray], None]  # (sample, class ids at its label's size)
 
 
 @dataclass
 class EngineEval:
-    metrics: SegMetrics
+    """What the loop measured. `metrics` and `reference` need labels and classes; the rest a reference."""
+
+    metrics: SegMetrics | None
     reference: SegMetrics | None = None
-    agreement: float | None = None  # fraction of labelled pixels where the two predict the same class
+    agreement: float | None = None  # fraction of labelled pixels (all, without labels) where the two agree
     drop: dict = field(default_factory=dict)  # points: {"miou": ..., "per_class_iou": {...}}
+    max_abs_logit_diff: float | None = None  # when both returned logits of one shape
+    pixels_compared: int = 0
 
     def to_dict(self) -> dict:
         out = self.metrics.to_dict()
@@ -36,47 +100,145 @@ class EngineEval:
         return out
 
 
-def session_predictor(session) -> Predict:
-    """A Session as a full-size predictor: resize in, infer, resize the label map back."""
-    size = session.manifest.input.size
+def evaluate(predictor: Predictor, samples: Sequence[SampleLike], classes: Sequence[str] | None = None,
+             ignore_index: int | None = None, reference: Predictor | None = None, limit: int | None = None,
+             progress: bool = False, *, on_prediction: OnPrediction | None = None, batch: int = 1,
+             same_outputs: bool = False) -> EngineEval:
+    """Run `predictor` (and `reference`) over the first `limit` samples (0 or None: all), `batch` at a time.
 
-    def predict(image: np.ndarray) -> np.ndarray:
-        labels = session.infer(resize_to_input(image, size)[None])[0]
-        return resize_labels(labels, image.shape[:2])
-
-    return predict
-
-
-def evaluate_predictors(predict: Predict, dataset: SegDataset, classes: Iterable[str], ignore_index: int,
-                        reference: Predict | None = None, limit: int | None = None,
-                        progress: bool = True) -> EngineEval:
-    classes = list(classes)
-    if dataset.info.num_classes != len(classes):
-        raise BadInputError(f"the engine has {len(classes)} classes, the data {dataset.info.num_classes}",
-                            "evaluate on the dataset the model was trained for")
-    ours, theirs = ConfusionMatrix(len(classes), ignore_index), ConfusionMatrix(len(classes), ignore_index)
-    agree = counted = 0
+    With `classes`, labelled samples are scored into a confusion matrix each; a dataset (anything with
+    `.info`) must have as many classes. `on_prediction` sees every label map (saved predictions).
+    `same_outputs`: the two must return arrays of one shape (one graph in two runtimes). A `batch` over
+    1 needs images of one size once resized (a predictor with a `size`, or frames made alike).
+    """
+    _check_classes(samples, classes)
+    tally = _Tally(classes, _labels_ignore_index(samples, ignore_index), reference is not None)
+    count = min(len(samples), _checked_limit(limit) or len(samples))
     from tqdm import tqdm
 
-    count = min(len(dataset), limit or len(dataset))
-    for i in tqdm(range(count), desc="eval engine", unit="img", disable=not progress, leave=False):
-        sample = dataset[i]
-        labels = predict(sample.image)
-        ours.update(sample.label, labels)
-        if reference is not None:
-            ref_labels = reference(sample.image)
-            theirs.update(sample.label, ref_labels)
-            valid = sample.label != ignore_index
-            agree += int((labels[valid] == ref_labels[valid]).sum())
-            counted += int(valid.sum())
-    metrics = ours.compute(classes)
-    if reference is None:
-        return EngineEval(metrics)
-    ref = theirs.compute(classes)
+    with tqdm(total=count, desc="eval", unit="img", disable=not progress, leave=False) as bar:
+        for start in range(0, count, batch):
+            chunk = [samples[i] for i in range(start, min(start + batch, count))]
+            raw, labels = _predict(predictor, chunk)
+            ref_raw, ref_labels = _predict(reference, chunk) if reference is not None else (None, None)
+            for i, sample in enumerate(chunk):
+                tally.add(sample.label, labels[i], None if ref_labels is None else ref_labels[i])
+                if on_prediction is not None:
+                    on_prediction(sample, labels[i])
+            if ref_raw is not None:
+                tally.add_raw(raw, ref_raw, same_outputs)
+            bar.update(len(chunk))
+    return tally.result(classes)
+
+
+def _labels_ignore_index(samples: Sequence[SampleLike], ignore_index: int | None) -> int | None:
+    """The ignore index the labels are scored with: the dataset's own when the samples carry their
+    `info`, since the labels belong to the dataset; `ignore_index` (the model's) otherwise.
+
+    Why: an engine records the ignore index of the data it was built for (255 for random weights),
+    while CamVid's void is 11; scoring CamVid labels with 255 counted void pixels as class 11 and failed."""
+    info = getattr(samples, "info", None)
+    own = getattr(info, "ignore_index", None)
+    return own if isinstance(own, int) and not isinstance(own, bool) else ignore_index
+
+
+def _checked_limit(limit: int | None) -> int | None:
+    """`limit` when None, 0 (both: every sample) or positive; a negative one ran nothing, silently."""
+    from edgeseg.inputs import count
+
+    return count(limit, "the evaluation limit", "pass a positive number of images, or no limit", zero=True)
+
+
+def _check_classes(samples: Sequence[SampleLike], classes: Sequence[str] | None) -> None:
+    info = getattr(samples, "info", None)
+    if info is not None and classes is not None and info.num_classes != len(classes):
+        raise BadInputError(f"the model predicts {len(classes)} classes but {info.name} has {info.num_classes}",
+                            "evaluate on the dataset the model was trained for")
+
+
+def _predict(predictor: Predictor, chunk: list[SampleLike]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """(what the predictor returned, a class-id map per sample at its label's size, else its image's)."""
+    frames = [resize_to_input(sample.image, predictor.size) for sample in chunk]
+    batch = frames[0][None] if len(frames) == 1 else np.stack(frames)
+    raw = predictor(batch)
+    labels = upsample_argmax(raw, batch.shape[1:3]) if raw.ndim == 4 else raw
+    return raw, [resize_labels(one, _scored_size(sample)) for one, sample in zip(labels, chunk)]
+
+
+def _scored_size(sample: SampleLike) -> tuple[int, int]:
+    return (sample.label if sample.label is not None else sample.image).shape[:2]
+
+
+class _Tally:
+    """The confusion matrices of the predictor and the reference, and where the two agree."""
+
+    def __init__(self, classes: Sequence[str] | None, ignore_index: int | None, compared: bool) -> None:
+        scored = classes is not None
+        self.ignore_index = ignore_index
+        self.ours = ConfusionMatrix(len(classes), ignore_index) if scored else None
+        self.theirs = ConfusionMatrix(len(classes), ignore_index) if scored and compared else None
+        self.compared = compared
+        self.agree = self.counted = 0
+        self.diff: float | None = None
+
+    def add(self, label: np.ndarray | None, ours: np.ndarray, theirs: np.ndarray | None) -> None:
+        if label is not None and self.ours is not None:
+            self.ours.update(label, ours)
+            if self.theirs is not None:
+                self.theirs.update(label, theirs)
+        if theirs is None:
+            return
+        if label is None or self.ignore_index is None:
+            self.agree += int(np.count_nonzero(ours == theirs))
+            self.counted += ours.size
+            return
+        valid = label != self.ignore_index
+        self.agree += int(np.count_nonzero((ours == theirs) & valid))
+        self.counted += int(np.count_nonzero(valid))
+
+    def add_raw(self, ours: np.ndarray, theirs: np.ndarray, same_outputs: bool) -> None:
+        """The largest |logit difference| over the batches where both returned logits of one shape."""
+        if ours.shape != theirs.shape:
+            if same_outputs:
+                raise BadInputError(f"output shapes differ: reference {theirs.shape}, candidate {ours.shape}",
+                                    "report this model")
+            return
+        if ours.ndim == 4:
+            diff = float(np.abs(ours.astype(np.float32) - theirs.astype(np.float32)).max())
+            self.diff = diff if self.diff is None else max(self.diff, diff)
+
+    def result(self, classes: Sequence[str] | None) -> EngineEval:
+        metrics = self.ours.compute(classes) if self.ours is not None else None
+        agreement = self.agree / max(self.counted, 1) if self.compared else None
+        if self.theirs is None:
+            return EngineEval(metrics, None, agreement, {}, self.diff, self.counted)
+        ref = self.theirs.compute(classes)
+        return EngineEval(metrics, ref, agreement, _drop(metrics, ref), self.diff, self.counted)
+
+
+def _drop(metrics: SegMetrics, ref: SegMetrics) -> dict:
+    """Points of IoU lost against the reference, per class (None where either has no IoU) and mean."""
     per_class = {c: (None if ref.per_class_iou[c] is None or metrics.per_class_iou[c] is None
-                     else round(100 * (ref.per_class_iou[c] - metrics.per_class_iou[c]), 3)) for c in classes}
-    drop = {"miou": round(100 * (ref.miou - metrics.miou), 3), "per_class_iou": per_class}
-    return EngineEval(metrics, ref, agree / max(counted, 1), drop)
+                     else round(100 * (ref.per_class_iou[c] - metrics.per_class_iou[c]), 3))
+                 for c in metrics.per_class_iou}
+    return {"miou": round(100 * (ref.miou - metrics.miou), 3), "per_class_iou": per_class}
+
+
+def label_writer(folder: str | Path) -> OnPrediction:
+    """An `on_prediction` that saves each label map as `<folder>/<sample name>.png`.
+
+    The folder must be new or empty, so that a folder of predictions is always one run's; it is made
+    at the first prediction, so a run refused before it starts leaves nothing behind.
+    """
+    folder = Path(folder)
+    if folder.exists() and any(folder.iterdir()):
+        raise EdgesegError(f"prediction folder {folder} is not empty", "pass an empty or new folder")
+
+    def write(sample: SampleLike, labels: np.ndarray) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(folder / f"{sample.name}.png"), labels)
+
+    return write
 
 
 def format_comparison(result: EngineEval) -> str:

@@ -12,9 +12,9 @@ from html import escape
 from pathlib import Path
 from typing import Sequence
 
-from edgeseg.measure.bench import STAGES, BenchResult, BenchRun, read_json
 from edgeseg.measure.envinfo import short
 from edgeseg.measure.report_stream import html_streams, markdown_streams
+from edgeseg.measure.results import STAGES, BenchResult, BenchRun, read_json
 from edgeseg.measure.svgplot import box_strip, scatter, stacked_bars
 
 
@@ -158,11 +158,12 @@ def _html_env(runs: list[BenchRun]) -> str:
 
 
 def write_report(out: str | os.PathLike, rows: list[Row], runs: list[BenchRun], title: str,
-                 streams: Sequence[dict] = ()) -> str:
-    """Write HTML (.html/.htm) or Markdown (anything else) atomically; returns what was written."""
+                 streams: Sequence[dict] = (), overwrite: bool = False) -> str:
+    """Write HTML (.html/.htm) or Markdown (anything else) atomically, replacing a file only with
+    `overwrite`; returns what was written."""
     from edgeseg.io import atomic_path
 
     text = html(rows, runs, title, streams) if str(out).lower().endswith((".html", ".htm")) else markdown(rows, runs, streams)
-    with atomic_path(out, overwrite=True) as tmp:
+    with atomic_path(out, overwrite=overwrite) as tmp:
         tmp.write_text(text)
     return text

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -68,6 +70,71 @@ class BackboneHeadNet(SegmentationNet):
         if self.aux_classifier is not None and self.training:
             aux = upsample_to(self.aux_classifier(features[self.aux_key]), size)
         return self.package_outputs(out, aux)
+
+
+OUTPUT_STRIDES = (8, 16, 32)
+
+
+def check_output_stride(output_stride: int, valid: Sequence[int] = OUTPUT_STRIDES, owner: str = "the backbone") -> None:
+    """The zoo's one output-stride check, so every network and backbone rejects a stride in the same words.
+
+    Runs before anything is changed: a rejected stride leaves the network as it was.
+    """
+    if output_stride in valid:
+        return
+    choices = ", ".join(str(s) for s in valid[:-1]) + f" or {valid[-1]}" if len(valid) > 1 else str(valid[0])
+    raise BadInputError(f"{owner}'s output_stride must be {choices}, got {output_stride!r}",
+                        f"use {choices} (smaller is denser and slower; the weights fit every stride)")
+
+
+def atrous_plan(downsamples: Sequence[bool], output_stride: int, stride: int,
+                owner: str = "the backbone") -> list[tuple[int, int, int]]:
+    """DeepLab's atrous rule, the one map from output stride to strides and dilations.
+
+    `downsamples` says which units halve the resolution in the original net, in order; `stride` is the
+    stride reached before the first of them. Returns per unit (stride, dilation in, dilation out): once
+    `output_stride` is reached, a downsampling unit runs at stride 1 and the dilation doubles from it on.
+    Families differ in which rate that unit itself takes: torchvision's MobileNets dilate it already
+    (dilation out), TF's Xception and the first block of torchvision's ResNet layers keep the previous
+    rate (dilation in), so both are returned.
+    """
+    check_output_stride(output_stride, owner=owner)
+    plan, rate = [], 1
+    for down in downsamples:
+        if down and stride >= output_stride:
+            plan.append((1, rate, rate * 2))
+            rate *= 2
+        elif down:
+            plan.append((2, rate, rate))
+            stride *= 2
+        else:
+            plan.append((1, rate, rate))
+    return plan
+
+
+class OutputStrideSwitch:
+    """Mixin for networks whose output stride is their dilated backbone's (FCN, PSPNet, DeepLab v2/v3/v3+).
+
+    Each family names the strides it offers in `output_strides`; the builders call
+    `validate_output_stride` before building the backbone so a bad value names the network, not its
+    backbone. Switching moves strides into dilations (or back) and leaves the weights untouched.
+    """
+
+    output_strides: tuple[int, ...] = OUTPUT_STRIDES
+    backbone: nn.Module
+
+    @classmethod
+    def validate_output_stride(cls, output_stride: int) -> None:
+        check_output_stride(output_stride, cls.output_strides, cls.__name__)
+
+    @property
+    def output_stride(self) -> int:
+        return self.backbone.output_stride
+
+    def set_output_stride(self, output_stride: int) -> None:
+        """Switch the backbone to `output_stride` (e.g. train at 16, infer at 8); weights are untouched."""
+        self.validate_output_stride(output_stride)
+        self.backbone.set_output_stride(output_stride)
 
 
 def set_dilation(conv: nn.Conv2d, dilation: int) -> None:

@@ -9,9 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from edgeseg.errors import BadInputError
 from edgeseg.models import ModelEntry
-from edgeseg.models._base import SegmentationNet
+from edgeseg.models._base import OutputStrideSwitch, SegmentationNet
 from edgeseg.models._blocks import upsample_to
 from edgeseg.models.backbones import build_backbone
 
@@ -72,7 +71,7 @@ class ASPPSum(nn.ModuleList):
         return out
 
 
-class DeepLabV2(SegmentationNet):
+class DeepLabV2(OutputStrideSwitch, SegmentationNet):
     """DeepLab v2 (ASPP-L): dilated ResNet at output stride 8, ASPP rates 6/12/18/24 summed, bilinear upsampling.
 
     Paper form for the head. Deviations:
@@ -84,6 +83,7 @@ class DeepLabV2(SegmentationNet):
     """
 
     min_input_size = 32
+    output_strides = (8, 16)  # 8 is the paper's; switching leaves the ASPP rates as they are
     rates = (6, 12, 18, 24)
 
     def __init__(self, backbone: nn.Module, num_classes: int) -> None:
@@ -91,16 +91,6 @@ class DeepLabV2(SegmentationNet):
         self.num_classes = num_classes
         self.backbone = backbone
         self.aspp = ASPPSum(backbone.channels["layer4"], num_classes, self.rates)
-
-    @property
-    def output_stride(self) -> int:
-        return self.backbone.output_stride
-
-    def set_output_stride(self, output_stride: int) -> None:
-        """Switch between output stride 8 (the paper's) and 16; weights and ASPP rates are untouched."""
-        if output_stride not in (8, 16):
-            raise BadInputError(f"DeepLab v2's output_stride must be 8 or 16, got {output_stride}", "use 8 or 16")
-        self.backbone.set_output_stride(output_stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
@@ -110,8 +100,7 @@ class DeepLabV2(SegmentationNet):
 
 def deeplabv2(num_classes: int, *, backbone: str = "resnet101", output_stride: int = 8,
               pretrained_backbone: str | None = None) -> DeepLabV2:
-    if output_stride not in (8, 16):
-        raise BadInputError(f"DeepLab v2's output_stride must be 8 or 16, got {output_stride}", "use 8 or 16")
+    DeepLabV2.validate_output_stride(output_stride)
     net = build_backbone(backbone, ("resnet50", "resnet101"), pretrained_backbone,
                          return_layers=("layer4",), output_stride=output_stride)
     return DeepLabV2(net, num_classes)

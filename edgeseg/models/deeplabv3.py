@@ -13,8 +13,8 @@ from torch import nn
 
 from edgeseg.errors import BadInputError
 from edgeseg.models import ModelEntry
-from edgeseg.models._base import BackboneHeadNet, SegmentationNet, set_dilation
-from edgeseg.models._blocks import FCNHead, SeparableConv2d, upsample_to
+from edgeseg.models._base import BackboneHeadNet, OutputStrideSwitch, SegmentationNet, set_dilation
+from edgeseg.models._blocks import ConvBNReLU, FCNHead, SeparableConv2d, upsample_to
 from edgeseg.models.backbones import build_backbone
 
 # The paper's ASPP rates at each output stride (rates double when the stride halves).
@@ -26,8 +26,7 @@ class ASPPConv(nn.Sequential):
         if separable:
             super().__init__(*SeparableConv2d(cin, cout, 3, dilation=rate))
         else:
-            super().__init__(nn.Conv2d(cin, cout, 3, padding=rate, dilation=rate, bias=False),
-                             nn.BatchNorm2d(cout), nn.ReLU())
+            super().__init__(*ConvBNReLU(cin, cout, 3, dilation=rate))
 
     def set_rate(self, rate: int) -> None:
         set_dilation(self[0], rate)
@@ -37,6 +36,7 @@ class ASPPPooling(nn.Sequential):
     """Image-level features: global average, 1x1 conv, BN, ReLU, broadcast back to the map size."""
 
     def __init__(self, cin: int, cout: int) -> None:
+        # not ConvBNReLU: its in-place ReLU before the expand renames the exported Expand node
         super().__init__(nn.AdaptiveAvgPool2d(1), nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -51,12 +51,11 @@ class ASPP(nn.Module):
     def __init__(self, cin: int, rates: Sequence[int], cout: int = 256, dropout: float = 0.5,
                  separable: bool = False) -> None:
         super().__init__()
-        branches: list[nn.Module] = [nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU())]
+        branches: list[nn.Module] = [ConvBNReLU(cin, cout, 1)]
         branches += [ASPPConv(cin, cout, rate, separable) for rate in rates]
         branches.append(ASPPPooling(cin, cout))
         self.convs = nn.ModuleList(branches)
-        self.project = nn.Sequential(nn.Conv2d(len(branches) * cout, cout, 1, bias=False), nn.BatchNorm2d(cout),
-                                     nn.ReLU(), nn.Dropout(dropout))
+        self.project = nn.Sequential(*ConvBNReLU(len(branches) * cout, cout, 1), nn.Dropout(dropout))
 
     def set_rates(self, rates: Sequence[int]) -> None:
         for branch, rate in zip(self.convs[1:-1], rates):
@@ -70,32 +69,29 @@ class DeepLabHead(nn.Sequential):
     """torchvision's DeepLabV3 head: ASPP, 3x3 conv, BN, ReLU, 1x1 classifier."""
 
     def __init__(self, cin: int, num_classes: int, rates: Sequence[int]) -> None:
-        super().__init__(ASPP(cin, rates), nn.Conv2d(256, 256, 3, padding=1, bias=False), nn.BatchNorm2d(256),
-                         nn.ReLU(), nn.Conv2d(256, num_classes, 1))
+        super().__init__(ASPP(cin, rates), *ConvBNReLU(256, 256, 3), nn.Conv2d(256, num_classes, 1))
 
 
-class _AtrousNet(SegmentationNet):
+class _AtrousNet(OutputStrideSwitch, SegmentationNet):
     """Shared output-stride handling: the backbone's strides and the ASPP rates move together."""
 
     aspp: ASPP
+    output_strides = tuple(sorted(_RATES))  # the strides the paper's ASPP rates are given for
 
     def _init_stride(self, output_stride: int, multi_grid, atrous_rates: Sequence[int] | None) -> tuple[int, ...]:
         """Record what set_output_stride needs; return the ASPP rates to build with."""
-        self.output_stride = output_stride
         self._multi_grid = multi_grid
         self._fixed_rates = tuple(atrous_rates) if atrous_rates else None  # user rates do not follow the stride
         return self._fixed_rates or _RATES[output_stride]
 
     def set_output_stride(self, output_stride: int) -> None:
         """Switch between output stride 8 and 16 (train at 16, infer at 8); weights are untouched."""
-        if output_stride not in _RATES:
-            raise BadInputError(f"output_stride must be 8, 16 or 32, got {output_stride}", "use 8 or 16")
+        self.validate_output_stride(output_stride)
         if hasattr(self.backbone, "layer4"):
             self.backbone.set_output_stride(output_stride, self._multi_grid)
         else:
             self.backbone.set_output_stride(output_stride)
         self.aspp.set_rates(self._fixed_rates or _RATES[output_stride])
-        self.output_stride = output_stride
 
 
 _V3_FEATURES = {  # backbone -> (out key, aux key, low-level key)
@@ -151,6 +147,7 @@ def deeplabv3(num_classes: int, *, backbone: str = "resnet101", output_stride: i
         raise BadInputError(f"multi_grid applies to ResNet backbones, not {backbone}", "drop multi_grid")
     grid = (1, 2, 4) if (multi_grid is None or multi_grid) and backbone.startswith("resnet") else None
     keys = _V3_FEATURES.get(backbone, ("", "", ""))
+    DeepLabV3.validate_output_stride(output_stride)
     net = _backbone(backbone, allowed, output_stride, grid, pretrained_backbone, keys)
     return DeepLabV3(net, backbone, num_classes, output_stride, grid, atrous_rates, aux)
 
@@ -160,13 +157,11 @@ class DeepLabV3PlusDecoder(nn.Module):
 
     def __init__(self, low_channels: int, num_classes: int, separable: bool) -> None:
         super().__init__()
-        self.project = nn.Sequential(nn.Conv2d(low_channels, 48, 1, bias=False), nn.BatchNorm2d(48), nn.ReLU())
+        self.project = ConvBNReLU(low_channels, 48, 1)
         if separable:
-            fuse = [SeparableConv2d(304, 256), SeparableConv2d(256, 256)]
+            self.fuse = nn.Sequential(SeparableConv2d(304, 256), SeparableConv2d(256, 256))
         else:
-            fuse = [nn.Conv2d(304, 256, 3, padding=1, bias=False), nn.BatchNorm2d(256), nn.ReLU(),
-                    nn.Conv2d(256, 256, 3, padding=1, bias=False), nn.BatchNorm2d(256), nn.ReLU()]
-        self.fuse = nn.Sequential(*fuse)
+            self.fuse = nn.Sequential(*ConvBNReLU(304, 256, 3), *ConvBNReLU(256, 256, 3))
         self.classifier = nn.Conv2d(256, num_classes, 1)
 
     def forward(self, encoded: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
@@ -211,6 +206,7 @@ def deeplabv3plus(num_classes: int, *, backbone: str = "resnet101", output_strid
                   pretrained_backbone: str | None = None) -> DeepLabV3Plus:
     allowed = ("resnet50", "resnet101", "mobilenetv2", "xception65")
     keys = _V3_FEATURES.get(backbone, ("", "", ""))
+    DeepLabV3Plus.validate_output_stride(output_stride)
     net = _backbone(backbone, allowed, output_stride, None, pretrained_backbone, keys)
     # Separable ASPP/decoder: the paper's form for Xception; for MobileNetV2 it is what keeps the decoder
     # from costing 4x the rest of the network (17.4 vs 3.7 GMACs at 360x480).

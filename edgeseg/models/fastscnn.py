@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import torch
 from torch import nn
 
 from edgeseg.models import ModelEntry
 from edgeseg.models._base import SegmentationNet
-from edgeseg.models._blocks import ConvBNReLU, SeparableConv2d, adaptive_avg_pool, upsample_to
+from edgeseg.models._blocks import ConvBNReLU, PyramidPooling, SeparableConv2d, he_init_convs, upsample_to
 
 
 def _dsconv(cin: int, cout: int, stride: int = 1) -> SeparableConv2d:
@@ -36,23 +34,6 @@ class Bottleneck(nn.Module):
 
 def _stage(cin: int, cout: int, blocks: int, stride: int) -> nn.Sequential:
     return nn.Sequential(*[Bottleneck(cin if i == 0 else cout, cout, stride if i == 0 else 1) for i in range(blocks)])
-
-
-class PyramidPooling(nn.Module):
-    """PSPNet's module at 128 channels: per bin pool, 1x1 conv to in/4 + BN + ReLU, upsample;
-    concat with the input, 1x1 conv + BN + ReLU back to `out_channels`."""
-
-    def __init__(self, in_channels: int, out_channels: int, bins: Sequence[int] = (1, 2, 3, 6)) -> None:
-        super().__init__()
-        self.bins = tuple(bins)
-        inter = in_channels // len(self.bins)
-        self.stages = nn.ModuleList(ConvBNReLU(in_channels, inter, 1) for _ in self.bins)
-        self.project = ConvBNReLU(in_channels + inter * len(self.bins), out_channels, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        size = x.shape[-2:]
-        pooled = [upsample_to(stage(adaptive_avg_pool(x, b)), size) for b, stage in zip(self.bins, self.stages)]
-        return self.project(torch.cat([x, *pooled], dim=1))
 
 
 class FeatureFusion(nn.Module):
@@ -109,10 +90,7 @@ class FastSCNN(SegmentationNet):
         self.classifier = nn.Sequential(_dsconv(128, 128), _dsconv(128, 128), nn.Dropout(0.1),
                                         nn.Conv2d(128, num_classes, 1))
         self.aux_classifier = AuxHead(128, num_classes) if aux else None
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                mode = "fan_in" if module.groups > 1 else "fan_out"
-                nn.init.kaiming_normal_(module.weight, mode=mode, nonlinearity="relu")
+        he_init_convs(self)
 
     def forward(self, x: torch.Tensor):
         self.check_input(x)

@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgeseg.errors import BadInputError, CheckpointError
+from edgeseg.errors import CheckpointError
 from edgeseg.models import ModelEntry
-from edgeseg.models._base import BackboneHeadNet, SegmentationNet
+from edgeseg.models._base import BackboneHeadNet, OutputStrideSwitch, SegmentationNet
 from edgeseg.models._blocks import FCNHead
 from edgeseg.models.backbones import build_backbone
 from edgeseg.models.weights import load_weights, read_weights
@@ -149,7 +149,7 @@ def fcn8s(num_classes: int, *, pretrained_backbone: str | None = None) -> FCNVGG
     return _fcn_vgg(num_classes, 8, pretrained_backbone)
 
 
-class FCN(BackboneHeadNet):
+class FCN(OutputStrideSwitch, BackboneHeadNet):
     """torchvision's FCN: dilated ResNet (output stride 8), FCNHead on layer4, optional aux FCNHead on layer3.
 
     Not the paper's network (which is VGG-16, see FCNVGG); kept module for module identical to
@@ -166,21 +166,10 @@ class FCN(BackboneHeadNet):
         self.classifier = FCNHead(2048, num_classes)
         self.aux_classifier = FCNHead(1024, num_classes) if aux else None
 
-    @property
-    def output_stride(self) -> int:
-        return self.backbone.output_stride
-
-    def set_output_stride(self, output_stride: int) -> None:
-        """Switch the backbone between output stride 8, 16 and 32; weights are untouched."""
-        if output_stride not in (8, 16, 32):
-            raise BadInputError(f"output_stride must be 8, 16 or 32, got {output_stride}", "use 8 or 16")
-        self.backbone.set_output_stride(output_stride)
-
 
 def fcn(num_classes: int, *, backbone: str = "resnet50", aux: bool = False, output_stride: int = 8,
         pretrained_backbone: str | None = None) -> FCN:
-    if output_stride not in (8, 16, 32):
-        raise BadInputError(f"output_stride must be 8, 16 or 32, got {output_stride}", "use 8 (torchvision's) or 16")
+    FCN.validate_output_stride(output_stride)  # 8 is torchvision's
     net = build_backbone(backbone, ("resnet50", "resnet101"), pretrained_backbone,
                          return_layers=("layer3", "layer4"), output_stride=output_stride)
     return FCN(net, num_classes, aux)

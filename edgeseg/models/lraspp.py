@@ -7,7 +7,7 @@ from torch import nn
 
 from edgeseg.models import ModelEntry
 from edgeseg.models._base import SegmentationNet
-from edgeseg.models._blocks import upsample_to
+from edgeseg.models._blocks import ConvBNReLU, upsample_to
 from edgeseg.models.backbones import build_backbone
 
 
@@ -16,8 +16,7 @@ class LRASPPHead(nn.Module):
 
     def __init__(self, low_channels: int, high_channels: int, num_classes: int, inter_channels: int = 128) -> None:
         super().__init__()
-        self.cbr = nn.Sequential(nn.Conv2d(high_channels, inter_channels, 1, bias=False),
-                                 nn.BatchNorm2d(inter_channels), nn.ReLU(inplace=True))
+        self.cbr = ConvBNReLU(high_channels, inter_channels, 1)
         self.scale = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(high_channels, inter_channels, 1, bias=False),
                                    nn.Sigmoid())
         self.low_classifier = nn.Conv2d(low_channels, num_classes, 1)

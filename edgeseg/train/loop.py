@@ -24,11 +24,12 @@ from edgeseg.data.loader import train_loader
 from edgeseg.data.metrics import SegMetrics
 from edgeseg.data.transforms import TrainAugment
 from edgeseg.errors import BadInputError, EdgesegError
+from edgeseg.measure.evaluate import evaluate
 from edgeseg.models import build
 from edgeseg.models.preprocess import Preprocess
 from edgeseg.models.weights import load_weights
 from edgeseg.train import checkpoint
-from edgeseg.train.predictor import EvalOptions, Predictor, evaluate
+from edgeseg.train.predictor import TorchPredictor
 
 
 @dataclass
@@ -185,7 +186,7 @@ class Trainer:
             self._restore()
 
     def _restore(self) -> None:
-        payload = checkpoint.load(self.last_path)
+        payload = checkpoint.load(self.last_path, resume=True)
         load_weights(self.model, payload["state_dict"], source=str(self.last_path))
         state = payload["train_state"]
         self.optimizer.load_state_dict(state["optimizer"])
@@ -230,9 +231,9 @@ class Trainer:
         return False
 
     def validate(self) -> SegMetrics:
-        predictor = Predictor(self.model, self.info.mean, self.info.std)
-        options = EvalOptions(input_size=self.config.val_size, progress=self.config.progress)
-        return evaluate(predictor, self.val_set, self.info, options)
+        predictor = TorchPredictor(self.model, self.info.mean, self.info.std, size=self.config.val_size)
+        return evaluate(predictor, self.val_set, self.info.classes, self.val_set.info.ignore_index,
+                        progress=self.config.progress).metrics
 
     def _metadata(self, metrics: SegMetrics, epoch: int) -> dict:
         config = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self.config).items()}

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from edgeseg.measure.bench import SCHEMA_VERSION, BenchResult, BenchRun, to_json
+from edgeseg.measure.results import SCHEMA_VERSION, BenchResult, BenchRun, to_json
 
 
 def make_result(name: str, rounds: list[list[float]], role: str = "engine") -> BenchResult:
@@ -17,11 +17,14 @@ def make_result(name: str, rounds: list[list[float]], role: str = "engine") -> B
     stages = {s: {"mean": 1.0, "p50": 1.0} for s in ("decode", "preprocess", "postprocess")}
     stages["inference"] = stats
     stages["total"] = {"mean": stats["mean"] + 3.0, "p50": stats["p50"] + 3.0}
-    return BenchResult(name, f"engines/{name}", "onnxruntime", "fp32", "fp32", "CPU", 1, len(flat), stats,
-                       1000.0 / stats["mean"], [float(np.median(r)) for r in rounds], stages,
-                       1000.0 / stages["total"]["mean"], {"fps": 50.0, "requests": 1, "seconds": 1.0, "frames": 50},
-                       12.0, 4 << 20, False, role, {"threads": 1, "performance_hint": "latency"}, None,
-                       [len(r) for r in rounds], flat)
+    return BenchResult(engine=name, path=f"engines/{name}", backend="onnxruntime", precision_requested="fp32",
+                       precision_as_run="fp32", device="CPU", batch=1, iterations=len(flat), latency_ms=stats,
+                       fps=1000.0 / stats["mean"], round_medians_ms=[float(np.median(r)) for r in rounds],
+                       stages_ms=stages, app_fps=1000.0 / stages["total"]["mean"],
+                       throughput={"fps": 50.0, "requests": 1, "seconds": 1.0, "frames": 50},
+                       load_rss_mb=12.0, artifact_bytes=4 << 20, random_weights=False, role=role,
+                       load_options={"threads": 1, "performance_hint": "latency"}, files_digest=None,
+                       round_sizes=[len(r) for r in rounds], samples_ms=flat)
 
 
 def noisy_rounds(level: float, seed: int, rounds: int = 12, calls: int = 15) -> list[list[float]]:

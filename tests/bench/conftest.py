@@ -15,10 +15,11 @@ def tiny_checkpoint(tmp_path_factory):
 
 
 def _build(checkpoint, backend: str, out):
-    from edgeseg.build.orchestrator import BuildRequest, build_engine
+    from edgeseg.build.orchestrator import BuildRequest, Destination, Graph, Source, build_engine
 
-    build_engine(BuildRequest(checkpoint=str(checkpoint), backend=backend, input_size=TINY_SIZE, out=str(out),
-                              exporter="torchscript"))
+    build_engine(BuildRequest(Source(checkpoint=str(checkpoint)), backend=backend,
+                              graph=Graph(input_size=TINY_SIZE, exporter="torchscript"),
+                              destination=Destination(out=str(out))))
     return out
 
 

@@ -7,8 +7,10 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from edgeseg.cli.main import main
-from edgeseg.measure.bench import STAGES, read_json
+from edgeseg.measure.results import STAGES, read_json
 
 FAST = ["--data", "synthetic:3", "--iterations", "6", "--rounds", "3", "--warmup", "1", "--no-progress"]
 
@@ -33,6 +35,7 @@ def test_bench_stages_throughput_environment(tiny_engine, tmp_path, capsys):
         assert r.latency_ms["p50"] <= r.latency_ms["p99"] and r.latency_ms["std"] >= 0
 
 
+@pytest.mark.slow  # times the torch baseline (20 s)
 def test_bench_baseline_torch(tiny_engine, capsys):
     assert main(["bench", "--engine", str(tiny_engine), *FAST, "--throughput-seconds", "0", "--no-stages",
                  "--baseline-torch"]) == 0

@@ -22,6 +22,7 @@ def checkpoint(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow  # export with parity (28 s)
 def test_export_reports_nodes_and_parity(checkpoint, tmp_path, capsys):
     out = tmp_path / "m.onnx"
     assert main(["export", "--checkpoint", str(checkpoint), "--out", str(out), "--parity", "synthetic:2"]) == 0
@@ -31,6 +32,7 @@ def test_export_reports_nodes_and_parity(checkpoint, tmp_path, capsys):
     assert "already exists" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # two builds and a bench (39 s)
 def test_build_then_bench_side_by_side(checkpoint, tmp_path, capsys):
     engines = []
     for backend in ("torch", "onnxruntime"):

@@ -27,6 +27,7 @@ def _openvino_runner(path):
     return lambda x: compiled({0: x})[0]
 
 
+@pytest.mark.slow  # exports every zoo network (12-65 s each)
 @pytest.mark.parametrize("name", names())
 def test_every_zoo_network_exports_and_matches_pytorch(name, tmp_path):
     torch.manual_seed(0)
@@ -46,6 +47,7 @@ def test_every_zoo_network_exports_and_matches_pytorch(name, tmp_path):
         assert match.max_abs_logit_diff is not None and match.max_abs_logit_diff < 1e-2, match.line()
 
 
+@pytest.mark.slow  # two exports (25 s)
 def test_fused_argmax_gives_uint8_labels_and_unfused_preprocess_takes_floats(tmp_path):
     model = build("lraspp", 11).eval()
     labels = export_onnx(model, tmp_path / "labels.onnx", 11, MEAN, STD, ExportOptions(SIZE))
@@ -69,6 +71,7 @@ def test_host_normalize_equals_the_fused_preprocess():
     np.testing.assert_allclose(normalize(frames, MEAN, STD), expected, rtol=1e-6, atol=1e-5)
 
 
+@pytest.mark.slow  # dynamic export with both exporters (15-32 s)
 @pytest.mark.parametrize("exporter", ["dynamo", "torchscript"])
 def test_dynamic_export_runs_at_other_sizes_and_batches(exporter, tmp_path):
     torch.manual_seed(0)
@@ -82,6 +85,7 @@ def test_dynamic_export_runs_at_other_sizes_and_batches(exporter, tmp_path):
         assert parity(deploy, result.path, _frames(n, size), batch=n).label_agreement >= 0.999
 
 
+@pytest.mark.slow  # exports (20 s)
 def test_export_refuses_bad_sizes_and_never_overwrites(tmp_path):
     model = build("fastscnn", 11).eval()
     with pytest.raises(BadInputError, match="too small"):
@@ -103,6 +107,7 @@ def test_corrupt_or_truncated_onnx_is_named(tmp_path):
         load_onnx(tmp_path / "cut.onnx")
 
 
+@pytest.mark.slow  # export and FP16 conversion (10 s)
 def test_fp16_graph_keeps_float32_io(tmp_path):
     from edgeseg.build.export import fp16_onnx
 

@@ -13,7 +13,7 @@ import pytest
 from edgeseg import backends
 from edgeseg.build.calibration import CalibrationOverlapWarning, open_calibration
 from edgeseg.build.export import ExportOptions, export_onnx
-from edgeseg.build.orchestrator import BuildRequest, build_engine
+from edgeseg.build.orchestrator import BuildRequest, Destination, Int8, Source, build_engine
 from edgeseg.build.quantize import qdq_from_onnx
 from edgeseg.cli.main import main
 from edgeseg.errors import EdgesegError
@@ -25,8 +25,8 @@ MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 def test_int8_refuses_without_calibration_data(int8_checkpoint, tmp_path):
     with pytest.raises(EdgesegError, match="never calibrates on random data") as err:
-        build_engine(BuildRequest(checkpoint=str(int8_checkpoint), backend="onnxruntime", precision="int8",
-                                  out=str(tmp_path / "e")))
+        build_engine(BuildRequest(Source(checkpoint=str(int8_checkpoint)), backend="onnxruntime", precision="int8",
+                                  destination=Destination(out=str(tmp_path / "e"))))
     assert "--calib" in err.value.fix and not (tmp_path / "e").exists()
 
 
@@ -53,6 +53,7 @@ def test_calibration_list_file(camvid_root, tmp_path):
         open_calibration(str(listing), SIZE, progress=False)
 
 
+@pytest.mark.slow  # INT8 calibration, three times (14 s)
 def test_qdq_graph_ranges_are_cached_and_stale_caches_are_not_used(int8_checkpoint, camvid_root, tmp_path, capsys):
     model = build("fastscnn", 11).eval()
     export_onnx(model, tmp_path / "m.onnx", 11, MEAN, STD, ExportOptions(SIZE))
@@ -74,14 +75,17 @@ def test_qdq_graph_ranges_are_cached_and_stale_caches_are_not_used(int8_checkpoi
     assert not third.cache_hit and "stale" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # INT8 build and evaluation (20-31 s)
 @pytest.mark.parametrize("backend", [b for b in ("onnxruntime", "openvino") if backends.availability(b).ok])
 def test_int8_engine_builds_runs_and_is_evaluated_against_fp32(backend, int8_checkpoint, camvid_root, tmp_path, capsys):
-    fp32 = build_engine(BuildRequest(checkpoint=str(int8_checkpoint), backend=backend, out=str(tmp_path / "fp32")))
+    fp32 = build_engine(BuildRequest(Source(checkpoint=str(int8_checkpoint)), backend=backend,
+                                     destination=Destination(out=str(tmp_path / "fp32"))))
     with warnings.catch_warnings():
         warnings.simplefilter("error", CalibrationOverlapWarning)  # train split: no overlap with val
-        int8 = build_engine(BuildRequest(checkpoint=str(int8_checkpoint), backend=backend, precision="int8",
-                                         calib=f"camvid:{camvid_root}:train", calib_size=4,
-                                         val=f"camvid:{camvid_root}:val", out=str(tmp_path / "int8")))
+        int8 = build_engine(BuildRequest(Source(checkpoint=str(int8_checkpoint)), backend=backend, precision="int8",
+                                         int8=Int8(calib=f"camvid:{camvid_root}:train", calib_size=4,
+                                                   val=f"camvid:{camvid_root}:val"),
+                                         destination=Destination(out=str(tmp_path / "int8"))))
     m = int8.manifest
     assert m.precision["requested"] == "int8" and m.precision["as_run"] == "int8"
     assert m.extra["calibration"]["images"] == 4 and m.extra["calibration"]["overlap_with_eval"] == 0

@@ -9,7 +9,7 @@ from edgeseg.backends.tensorrt import int8 as trt_int8
 from edgeseg.build.budget import restore_until_within
 from edgeseg.build.calibration import open_calibration
 from edgeseg.build.export import ExportOptions, export_onnx
-from edgeseg.build.orchestrator import BuildRequest, build_engine
+from edgeseg.build.orchestrator import BuildRequest, Destination, Int8, Source, build_engine
 from edgeseg.build.quantize import edge_nodes, float_nodes, qdq_from_onnx
 from edgeseg.errors import EdgesegError
 from edgeseg.models import build
@@ -49,12 +49,14 @@ def test_preprocessing_and_logit_tail_stay_in_float(tmp_path, camvid_root):
     assert not any("Conv)" in kind for kind in floating.values())  # every convolution is INT8
 
 
+@pytest.mark.slow  # INT8 build within an mIoU budget (11-16 s)
 @pytest.mark.parametrize("backend", [b for b in ("onnxruntime", "openvino") if backends.availability(b).ok])
 def test_int8_build_fits_the_budget_and_records_speed_and_precisions(backend, int8_checkpoint, camvid_root, tmp_path):
-    result = build_engine(BuildRequest(checkpoint=str(int8_checkpoint), backend=backend, precision="int8",
-                                       calib=f"camvid:{camvid_root}:train", calib_size=4, calib_method="minmax",
-                                       val=f"camvid:{camvid_root}:val", max_miou_drop=0.0, max_float_layers=3,
-                                       guard_iterations=5, out=str(tmp_path / "int8")))
+    result = build_engine(BuildRequest(Source(checkpoint=str(int8_checkpoint)), backend=backend, precision="int8",
+                                       int8=Int8(calib=f"camvid:{camvid_root}:train", calib_size=4,
+                                                 calib_method="minmax", val=f"camvid:{camvid_root}:val",
+                                                 max_miou_drop=0.0, max_float_layers=3, guard_iterations=5),
+                                       destination=Destination(out=str(tmp_path / "int8"))))
     extra = result.manifest.extra
     budget = extra["miou_budget"]
     assert budget["images"] >= 2 and budget["max_drop"] == 0.0
@@ -72,13 +74,14 @@ def test_int8_build_fits_the_budget_and_records_speed_and_precisions(backend, in
 
 def test_budget_needs_a_held_out_split(int8_checkpoint, camvid_root, tmp_path):
     with pytest.raises(EdgesegError, match="held-out split") as err:
-        build_engine(BuildRequest(checkpoint=str(int8_checkpoint), backend="onnxruntime", precision="int8",
-                                  calib=f"camvid:{camvid_root}:train", calib_size=2, max_miou_drop=0.5,
-                                  out=str(tmp_path / "e")))
+        build_engine(BuildRequest(Source(checkpoint=str(int8_checkpoint)), backend="onnxruntime", precision="int8",
+                                  int8=Int8(calib=f"camvid:{camvid_root}:train", calib_size=2, max_miou_drop=0.5),
+                                  destination=Destination(out=str(tmp_path / "e"))))
     assert "--val" in err.value.fix and not (tmp_path / "e").exists()
     with pytest.raises(EdgesegError, match="int8 builds"):
-        build_engine(BuildRequest(checkpoint=str(int8_checkpoint), backend="onnxruntime", max_miou_drop=0.5,
-                                  val=f"camvid:{camvid_root}:val", out=str(tmp_path / "f")))
+        build_engine(BuildRequest(Source(checkpoint=str(int8_checkpoint)), backend="onnxruntime",
+                                  int8=Int8(max_miou_drop=0.5, val=f"camvid:{camvid_root}:val"),
+                                  destination=Destination(out=str(tmp_path / "f"))))
 
 
 def test_tensorrt_calibration_cache_is_keyed_and_never_used_stale(tmp_path, capsys):

@@ -148,6 +148,7 @@ def test_refinenet_cascade_reaches_stride_4():
     assert len(model.refine4.crp.convs) == 2
 
 
+@pytest.mark.slow  # Xception-65 at three output strides (10 s)
 def test_xception65_strides():
     backbone = build_backbone("xception65", ("xception65",)).eval()
     assert backbone.channels == {"low": 128, "out": 2048}

@@ -33,10 +33,16 @@ def build(onnx_path: Path, out_dir: Path, spec: BuildSpec) -> Built:
         print(result.summary())
         engine = INT8_FILE
         options.update(quantization=result.__dict__ | {"path": INT8_FILE})
+        # What the graph needs from the CPU it runs on, checked at load (session.check_int8_cpu): full-range
+        # U8S8 weights saturate ORT's vpmaddubsw pairs on x86 CPUs without VNNI (edgeseg.runtime.cpu)
+        from edgeseg.runtime.cpu import requirement_for_weights
+
+        options.update(int8_weights=result.weights, requires=requirement_for_weights(result.widest_weight))
         if report is not None:
             options["budget"] = report.to_dict()
             print(report.summary())
-        note = (f"Q/DQ INT8, U8S8 ({result.quantized_nodes} quantized tensors; CPU INT8 kernels, VNNI where present)"
+        note = (f"Q/DQ INT8, U8S8, {result.weights} weights ({result.quantized_nodes} quantized tensors; "
+                f"runs on: {options['requires']})"
                 + (f"; kept in fp32: {', '.join(result.excluded)}" if result.excluded else "")
                 + (f"; {result.folded_input['padding']}" if result.folded_input else "")
                 + (f"; {result.shared_concats} concat(s) copy at one shared scale" if result.shared_concats else ""))
@@ -57,15 +63,16 @@ def _int8(onnx_path: Path, out_dir: Path, spec: BuildSpec):
 
     if spec.budget is None:
         return qdq_from_onnx(onnx_path, out_dir / INT8_FILE, spec.calibration, spec.calib_method, spec.keep_float,
-                             activations="u8"), None
-    from edgeseg.build.budget import as_labels, budgeted_qdq
+                             activations="u8", reduce_range=not spec.options.int8_vnni_only), None
+    from edgeseg.build.budget import budgeted_qdq
+    from edgeseg.measure.evaluate import Predictor, as_predictor
 
-    def predictor_for(graph: Path):
+    def predictor_for(graph: Path) -> Predictor:
         session = open_session(graph, threads=0)
         name = session.get_inputs()[0].name
-        return lambda frames: as_labels(session.run(None, {name: frames})[0], frames.shape[1:3])
+        return as_predictor(lambda frames: session.run(None, {name: frames})[0])
 
-    return budgeted_qdq(onnx_path, out_dir / INT8_FILE, spec, "u8", predictor_for)
+    return budgeted_qdq(onnx_path, out_dir / INT8_FILE, spec, "u8", predictor_for, not spec.options.int8_vnni_only)
 
 
 def int8_diagnosis(root: Path, manifest: Manifest) -> str:

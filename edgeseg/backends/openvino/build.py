@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgeseg.backends.openvino import version
+from edgeseg.backends.openvino.failures import convert_fix, nncf_fix, reported, save_fix
 from edgeseg.backends.openvino.session import (
     BIN,
     HINTS,
@@ -27,8 +28,9 @@ def build(onnx_path: Path, out_dir: Path, spec: BuildSpec) -> Built:
 
     if spec.precision not in HINTS:
         raise BadInputError(f"OpenVINO builds fp32, fp16 or int8, not {spec.precision}", "pass --precision fp32")
-    device = spec.options.get("device", "CPU")
-    model = ov.convert_model(str(onnx_path))
+    device = spec.options.device
+    with reported(f"OpenVINO cannot convert {onnx_path}", lambda kind, _: convert_fix(kind)):
+        model = ov.convert_model(str(onnx_path))
     options = {"device": device, "inference_precision_hint": HINTS[spec.precision]}
     if spec.precision == "int8":
         model, report = _nncf_int8(model, spec)
@@ -37,7 +39,8 @@ def build(onnx_path: Path, out_dir: Path, spec: BuildSpec) -> Built:
             options["budget"] = report.to_dict()
             print(report.summary())
     # save_model compresses to FP16 unless told otherwise: an "FP32" IR must say False explicitly.
-    ov.save_model(model, str(out_dir / XML), compress_to_fp16=spec.precision == "fp16")
+    with reported(f"OpenVINO cannot write the IR to {out_dir / XML}", lambda kind, _: save_fix(kind)):
+        ov.save_model(model, str(out_dir / XML), compress_to_fp16=spec.precision == "fp16")
     compiled = compile_ir(ov.Core(), out_dir / XML, device, spec.precision, "latency", cache_dir=None)
     as_run, note, not_int8 = precision_as_run(compiled), "", {}
     if spec.precision == "int8":
@@ -60,7 +63,8 @@ def _nncf_int8(model, spec: BuildSpec):
     ignored = nncf.IgnoredScope(names=list(spec.keep_float), validate=False) if spec.keep_float else None
     common = {"subset_size": len(batches), "preset": nncf.QuantizationPreset.PERFORMANCE,
               **({"ignored_scope": ignored} if ignored else {})}
-    quantized = nncf.quantize(model, nncf.Dataset(batches), **common)
+    with reported("NNCF cannot quantize the IR", nncf_fix):
+        quantized = nncf.quantize(model, nncf.Dataset(batches), **common)
     if spec.budget is None:
         return quantized, None
     return _within_budget(model, quantized, batches, common, spec.budget)
@@ -72,14 +76,18 @@ def _within_budget(model, quantized, batches, common, budget):
     import nncf
     import openvino as ov
 
-    from edgeseg.build.budget import BudgetReport, as_labels
+    from edgeseg.build.budget import BudgetReport
+    from edgeseg.measure.evaluate import Predictor, as_predictor
 
     val = budget.validation
     core = ov.Core()
 
+    def graph_predictor(compiled) -> Predictor:
+        return as_predictor(lambda frames: compiled({0: frames})[0])
+
     def predictor(m):
         compiled = core.compile_model(m, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-        return compiled, (lambda frames: as_labels(compiled({0: frames})[0], frames.shape[1:3]))
+        return compiled, graph_predictor(compiled)
 
     fp32 = val.miou(predictor(model)[1])
     compiled, predict = predictor(quantized)
@@ -87,17 +95,17 @@ def _within_budget(model, quantized, batches, common, budget):
     strategy = "all-int8"
     if fp32 - int8 > budget.max_drop:
         def validate(compiled_model, items) -> tuple[float, None]:
-            indices = [i for i in items]
-            return val.miou(lambda f: as_labels(compiled_model({0: f})[0], f.shape[1:3]), indices) / 100.0, None
+            return val.miou(graph_predictor(compiled_model), list(items)) / 100.0, None
 
         from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
 
         restorer = AdvancedAccuracyRestorerParameters(
             **({"max_num_iterations": budget.max_kept} if budget.max_kept is not None else {}))
-        quantized = nncf.quantize_with_accuracy_control(
-            model, nncf.Dataset(batches), nncf.Dataset(list(range(len(val.frames))), lambda i: val.frames[i:i + 1]),
-            validate, max_drop=budget.max_drop / 100.0, drop_type=nncf.DropType.ABSOLUTE,
-            advanced_accuracy_restorer_parameters=restorer, **common)
+        with reported("NNCF's accuracy control cannot quantize the IR", nncf_fix):
+            quantized = nncf.quantize_with_accuracy_control(
+                model, nncf.Dataset(batches), nncf.Dataset(list(range(len(val.frames))), lambda i: val.frames[i:i + 1]),
+                validate, max_drop=budget.max_drop / 100.0, drop_type=nncf.DropType.ABSOLUTE,
+                advanced_accuracy_restorer_parameters=restorer, **common)
         compiled, predict = predictor(quantized)
         final, strategy = val.miou(predict), "nncf-accuracy-control"
     layers = runtime_layers(compiled)

@@ -19,9 +19,6 @@ FLOAT_PRECISIONS = ("fp32", "fp16")  # what an INT8 build is timed against
 TIMING_CACHE = "tensorrt-timing.cache"  # beside the engine directories: shared by every build
 
 
-DEFAULT_WORKSPACE = 1 << 30  # 1 GiB: enough tactics for these networks, and fits a Jetson Orin Nano
-
-
 def build(onnx_path: Path, out_dir: Path, spec: BuildSpec) -> Built:
     import tensorrt as trt
 
@@ -29,7 +26,7 @@ def build(onnx_path: Path, out_dir: Path, spec: BuildSpec) -> Built:
         raise EdgesegError(f"TensorRT {trt.__version__} is too old", "edgeseg builds with TensorRT 10 or 11")
     if spec.precision not in ("fp32", "fp16", "int8"):
         raise BadInputError(f"TensorRT builds fp32, fp16 or int8, not {spec.precision}", "pass --precision fp16")
-    strongly_typed = major_version(trt) >= 11 or bool(spec.options.get("strongly_typed"))
+    strongly_typed = major_version(trt) >= 11 or spec.options.strongly_typed
     source, files, int8 = Path(onnx_path), [ENGINE_FILE], None
     if strongly_typed and spec.precision == "fp16":
         from edgeseg.build.export import fp16_onnx
@@ -37,8 +34,8 @@ def build(onnx_path: Path, out_dir: Path, spec: BuildSpec) -> Built:
         fp16_onnx(onnx_path, out_dir / FP16_ONNX)
         source, files = out_dir / FP16_ONNX, [ENGINE_FILE, FP16_ONNX]
     if spec.precision == "int8":
-        int8 = spec.options.get("int8_mode", "explicit")
-        _int8.check_mode(int8, major_version(trt), strongly_typed, spec.options.get("dla_core"))
+        int8 = spec.options.int8_mode
+        _int8.check_mode(int8, major_version(trt), strongly_typed, spec.options.dla_core)
         if int8 == "explicit":
             source, _ = _int8.qdq_source(onnx_path, out_dir, spec)
             files = [ENGINE_FILE, _int8.QDQ_FILE]
@@ -60,9 +57,9 @@ def build(onnx_path: Path, out_dir: Path, spec: BuildSpec) -> Built:
     (out_dir / ENGINE_FILE).write_bytes(bytes(plan))
     with atomic_path(cache_path, overwrite=True) as tmp:
         tmp.write_bytes(bytes(config.get_timing_cache().serialize()))
-    gpu, capability = _gpu(spec.options.get("gpu", 0))
-    dla = spec.options.get("dla_core")
-    options = {"strongly_typed": strongly_typed, "workspace": spec.options.get("workspace", DEFAULT_WORKSPACE),
+    gpu, capability = _gpu(spec.options.gpu)
+    dla = spec.options.dla_core
+    options = {"strongly_typed": strongly_typed, "workspace": spec.options.workspace,
                "dla_core": dla, "gpu": gpu, "compute_capability": capability,
                "timing_cache": str(cache_path), "int8_mode": int8}
     device = f"{gpu} (sm_{capability.replace('.', '')})" + (f", DLA core {dla} with GPU fallback" if dla is not None else "")
@@ -99,7 +96,7 @@ def _implicit_int8(trt, builder, config, network, onnx_path: Path, spec: BuildSp
     config.set_flag(trt.BuilderFlag.INT8)
     config.set_flag(trt.BuilderFlag.FP16)
     cache, key = _int8.calibrator_cache(onnx_path, spec.calibration)
-    calibrator = _int8.entropy_calibrator(trt, _cuda.open_device(int(spec.options.get("gpu", 0))),
+    calibrator = _int8.entropy_calibrator(trt, _cuda.open_device(spec.options.gpu),
                                           spec.calibration, cache, key)
     config.int8_calibrator = calibrator
     if -1 in tuple(network.get_input(0).shape):  # dynamic shapes: calibration needs its own profile
@@ -121,13 +118,13 @@ def _parse(trt, builder, logger, source: Path, strongly_typed: bool):
 
 def _builder_config(trt, builder, network, spec: BuildSpec, strongly_typed: bool):
     config = builder.create_builder_config()
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(spec.options.get("workspace", DEFAULT_WORKSPACE)))
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(spec.options.workspace))
     if spec.precision in ("fp16", "int8") and not strongly_typed:
         config.set_flag(trt.BuilderFlag.FP16)  # int8: layers outside Q/DQ may run in FP16
     if spec.precision == "int8" and not strongly_typed:
         config.set_flag(trt.BuilderFlag.INT8)
     config.add_optimization_profile(_profile(builder, network, spec))
-    dla = spec.options.get("dla_core")
+    dla = spec.options.dla_core
     if dla is not None:
         _use_dla(trt, builder, config, int(dla), spec.precision)
     return config
@@ -138,11 +135,11 @@ def _profile(builder, network, spec: BuildSpec):
     tensor = network.get_input(0)
     shape = list(tensor.shape)
     profile = builder.create_optimization_profile()
-    given = spec.options.get("profile")  # {"min": [...], "opt": [...], "max": [...]}
+    given = spec.options.profile  # (min, opt, max) shapes
     if given:
-        profile.set_shape(tensor.name, given["min"], given["opt"], given["max"])
+        profile.set_shape(tensor.name, *given)
         return profile
-    size = spec.options.get("input_size")  # (H, W) of the export, for graphs with dynamic H/W
+    size = spec.options.input_size  # (H, W) of the export, for graphs with dynamic H/W
     layout_hw = (1, 2) if len(shape) == 4 and shape[3] == 3 else (2, 3)
     for axis, value in zip(layout_hw, size or (None, None)):
         if shape[axis] == -1 and value:
@@ -150,7 +147,7 @@ def _profile(builder, network, spec: BuildSpec):
     if any(d == -1 for d in shape[1:]):
         raise BadInputError(f"input {tensor.name} has dynamic dims {tensor.shape} and no profile",
                             "pass --input-size HxW so the optimization profile can be set")
-    max_batch = int(spec.options.get("max_batch", 8)) if shape[0] == -1 else shape[0]
+    max_batch = spec.options.max_batch if shape[0] == -1 else shape[0]
     low, high = [1 if shape[0] == -1 else shape[0]] + shape[1:], [max_batch] + shape[1:]
     profile.set_shape(tensor.name, low, low, high)
     return profile
@@ -171,7 +168,7 @@ def _use_dla(trt, builder, config, core: int, precision: str) -> None:
 
 def _attach_timing_cache(config, spec: BuildSpec, default: Path) -> Path:
     """Tactic timings survive between builds on one GPU, so a rebuild takes seconds, not minutes."""
-    path = Path(spec.options.get("timing_cache") or default)
+    path = Path(spec.options.timing_cache or default)
     data = path.read_bytes() if path.is_file() else b""
     cache = config.create_timing_cache(data)
     config.set_timing_cache(cache, ignore_mismatch=False)

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeseg.build.calibration import CACHE_DIR, CalibrationSet, cache_is_valid, cache_path, seal_cache
+from edgeseg.build.spec import BuildSpec
 from edgeseg.errors import BadInputError, EdgesegError
 from edgeseg.io import atomic_path, sha256_file
 
@@ -101,7 +102,7 @@ def entropy_calibrator(trt, cuda, calib: CalibrationSet, cache: Path, key: dict)
     return EntropyCalibrator()
 
 
-def qdq_source(onnx_path: Path, out_dir: Path, spec) -> tuple[Path, object]:
+def qdq_source(onnx_path: Path, out_dir: Path, spec: BuildSpec) -> tuple[Path, object]:
     """The Q/DQ ONNX TensorRT builds explicit INT8 from: symmetric s8 activations, zero point 0."""
     from edgeseg.build.quantize import qdq_from_onnx
 

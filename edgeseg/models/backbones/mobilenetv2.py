@@ -7,7 +7,8 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from edgeseg.models.backbones._mobile import ConvNormAct, StagedSequential
+from edgeseg.models._blocks import ConvNormAct
+from edgeseg.models.backbones._mobile import StagedSequential
 
 # expansion t, channels c, repeats n, first stride s (Sandler et al., Table 2)
 _CONFIG = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]

@@ -8,7 +8,8 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from edgeseg.models.backbones._mobile import ConvNormAct, StagedSequential, make_divisible
+from edgeseg.models._blocks import ConvNormAct
+from edgeseg.models.backbones._mobile import StagedSequential, make_divisible
 
 # in, kernel, expanded, out, squeeze-excite, hard-swish, stride (Howard et al., Table 1)
 _LARGE = [

@@ -11,7 +11,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from edgeseg.models._base import set_dilation
+from edgeseg.models._base import atrous_plan, set_dilation
 
 _LAYERS = {"resnet50": (3, 4, 6, 3), "resnet101": (3, 4, 23, 3)}
 
@@ -74,19 +74,14 @@ class ResNet(nn.Module):
         Follows torchvision: the first block of a dilated layer keeps the previous dilation.
         `multi_grid` (DeepLabV3's (1, 2, 4)) multiplies layer4's per-block rates.
         """
-        if output_stride not in (8, 16, 32):
-            raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride}")
-        dilate3, dilate4 = output_stride == 8, output_stride in (8, 16)
-        rate3 = 2 if dilate3 else 1
-        rate4 = rate3 * 2 if dilate4 else 1
-        self._configure(self.layer3, not dilate3, first_rate=1, rate=rate3)
+        layer3, layer4 = atrous_plan((True, True), output_stride, stride=8, owner="ResNet")
+        self._configure(self.layer3, *layer3)
         grid = tuple(multi_grid) if multi_grid else None
-        self._configure(self.layer4, not dilate4, first_rate=rate3, rate=rate4, grid=grid)
+        self._configure(self.layer4, *layer4, grid=grid)
         self.output_stride = output_stride
 
     @staticmethod
-    def _configure(layer: nn.Sequential, strided: bool, first_rate: int, rate: int, grid=None) -> None:
-        stride = 2 if strided else 1
+    def _configure(layer: nn.Sequential, stride: int, first_rate: int, rate: int, grid=None) -> None:
         layer[0].conv2.stride = (stride, stride)
         layer[0].downsample[0].stride = (stride, stride)
         for i, block in enumerate(layer):

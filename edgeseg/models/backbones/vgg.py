@@ -12,7 +12,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from edgeseg.models._base import set_dilation
+from edgeseg.models._base import atrous_plan, set_dilation
 
 _CONFIG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
 _POOLS = ("pool1", "pool2", "pool3", "pool4", "pool5")
@@ -60,15 +60,14 @@ class VGG(nn.Module):
     def set_output_stride(self, output_stride: int) -> None:
         """DeepLab's way to a denser output: a pool that stops striding becomes 3x3 stride 1 (pad 1),
         and the convolutions after a removed stride are dilated to keep their field of view."""
-        if output_stride not in (8, 16, 32):
-            raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride}")
-        for name, strided in (("pool4", output_stride > 8), ("pool5", output_stride > 16)):
-            if strided:
+        pool4, pool5 = atrous_plan((True, True), output_stride, stride=8, owner="VGG")
+        for name, (stride, _, _) in (("pool4", pool4), ("pool5", pool5)):
+            if stride == 2:
                 pool = nn.MaxPool2d(2, 2, ceil_mode=self.ceil_mode, return_indices=self.return_indices)
             else:
                 pool = nn.MaxPool2d(3, 1, 1, ceil_mode=self.ceil_mode, return_indices=self.return_indices)
             self.features[self.pool_index[name]] = pool
-        rate = 2 if output_stride == 8 else 1
+        rate = pool4[2]  # conv5 follows pool4 (fc6's rate is the head's own)
         for index in range(self.pool_index["pool4"] + 1, self.pool_index["pool5"]):
             if isinstance(self.features[index], nn.Conv2d):
                 set_dilation(self.features[index], rate)

@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgeseg.models._base import set_dilation
-from edgeseg.models._blocks import SeparableConv2d
+from edgeseg.models._base import atrous_plan, set_dilation
+from edgeseg.models._blocks import SeparableConv2d, he_init_convs
 
 
 class _PreActSeparable(nn.Sequential):
@@ -31,12 +31,11 @@ class _PreActSeparable(nn.Sequential):
         return self[1]
 
 
-class _ActSeparable(nn.Sequential):
+class _ActSeparable(SeparableConv2d):
     """depthwise -> BN -> ReLU -> pointwise -> BN -> ReLU: the exit flow's closing convs."""
 
     def __init__(self, cin: int, cout: int) -> None:
-        super().__init__(nn.Conv2d(cin, cin, 3, 1, 1, groups=cin, bias=False), nn.BatchNorm2d(cin), nn.ReLU(),
-                         nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
+        super().__init__(cin, cout, depthwise_relu=True)
 
     @property
     def depthwise(self) -> nn.Conv2d:
@@ -119,10 +118,7 @@ class Xception65(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                mode = "fan_in" if module.groups > 1 else "fan_out"
-                nn.init.kaiming_normal_(module.weight, mode=mode, nonlinearity="relu")
+        he_init_convs(self)
         for block in self.middle:
             nn.init.zeros_(block.convs[-1][-1].weight)  # the branch's last BN: blocks start as identities
 
@@ -131,18 +127,11 @@ class Xception65(nn.Module):
 
     def set_output_stride(self, output_stride: int) -> None:
         """Turn the strides past `output_stride` into dilations (TF DeepLab's stack_blocks_dense rule)."""
-        if output_stride not in (8, 16, 32):
-            raise ValueError(f"output_stride must be 8, 16 or 32, got {output_stride}")
-        stride, rate = 2, 1  # after the stem's stride-2 conv
-        for unit in self._units():
-            if unit.downsamples and stride >= output_stride:
-                unit.configure(1, rate)
-                rate *= 2
-            elif unit.downsamples:
-                unit.configure(2, rate)
-                stride *= 2
-            else:
-                unit.configure(1, rate)
+        units = self._units()
+        # stride 2 after the stem's strided conv
+        plan = atrous_plan([unit.downsamples for unit in units], output_stride, stride=2, owner="Xception65")
+        for unit, (stride, rate, _) in zip(units, plan):  # a unit that stops striding keeps the previous rate
+            unit.configure(stride, rate)
         self.output_stride = output_stride
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
