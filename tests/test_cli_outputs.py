@@ -56,6 +56,10 @@ def test_a_result_path_that_is_a_folder_is_refused(tmp_path, capsys):
     (["--model", "fastscnn", "--random-weights", "--backend", "onnxruntime", "--precision", "int8",
       "--calib-size", "0"], "--calib-size 0 must be at least 1"),
     (["--model", "fastscnn", "--random-weights", "--backend", "onnxruntime", "--batch", "0"], "--batch 0 must be at least 1"),
+    # a zero is a value given: 0 == False must not make these pass unrefused
+    (["--model", "fastscnn", "--random-weights", "--backend", "onnxruntime", "--dla-core", "0"],
+     "--dla-core applies to tensorrt builds"),
+    (["--checkpoint", "ckpt.pt", "--max-float-layers", "0"], "--max-float-layers applies to int8 builds"),
 ])
 def test_build_refuses_flags_that_do_not_apply(argv, named, tmp_path, capsys):
     assert main(["build", *argv, "--out", str(tmp_path / "e")]) == 2

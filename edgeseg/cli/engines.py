@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from edgeseg.build.spec import DEFAULT_WORKSPACE, BackendOptions
 from edgeseg.cli.common import size_arg
 from edgeseg.errors import BadInputError
 
@@ -96,7 +95,9 @@ _BACKEND_FLAGS = (("--device", "device", ("openvino",)), ("--dla-core", "dla_cor
 
 
 def _refuse_flags_that_do_not_apply(args: argparse.Namespace, backend: str) -> None:
-    given = lambda dest: getattr(args, dest) not in (None, False, [])  # noqa: E731
+    # identity, not equality: 0 == False, and --dla-core 0 or --max-float-layers 0 are given values
+    given = lambda dest: getattr(args, dest) is not None and getattr(args, dest) is not False \
+        and getattr(args, dest) != []  # noqa: E731
     for flag, dest in _SOURCE_FLAGS:
         if given(dest) and not args.random_weights:
             raise BadInputError(f"{flag} applies to --random-weights builds; a checkpoint fixes it",
@@ -121,8 +122,10 @@ def _refuse_flags_that_do_not_apply(args: argparse.Namespace, backend: str) -> N
             raise BadInputError(f"{flag} {value} is negative", f"pass a positive {flag}")
 
 
-def _backend_options(args: argparse.Namespace) -> BackendOptions:
+def _backend_options(args: argparse.Namespace):
     """The flags only some backends read; an unset flag keeps BackendOptions' documented default."""
+    from edgeseg.build.spec import DEFAULT_WORKSPACE, BackendOptions
+
     return BackendOptions(device=args.device or "CPU", dla_core=args.dla_core,
                           workspace=int(args.workspace * 2**20) if args.workspace else DEFAULT_WORKSPACE,
                           timing_cache=args.timing_cache or None, int8_mode=args.trt_int8,
