@@ -110,7 +110,7 @@ def _train(config: DemoConfig, out: Path):
     from edgeseg.train.loop import TrainConfig, train
 
     epochs = config.epochs or EPOCHS
-    # AdamW at 4e-3: the Fast-SCNN CamVid recipe (README), shortened. Without its median-frequency class
+    # AdamW at 4e-3: the Fast-SCNN CamVid recipe (docs/zoo.md), shortened. Without its median-frequency class
     # weights, which pay off over 80 epochs: measured over 6 epochs on the synthetic scenes, they cost 5 points of mIoU.
     result = train(TrainConfig(model=config.model, data=config.data, out=out / "train", epochs=epochs,
                                crop=config.input_size, optimizer="adamw", lr=4e-3, weight_decay=1e-2,

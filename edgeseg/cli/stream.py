@@ -51,7 +51,7 @@ def add_commands(sub) -> None:
                         "and print end-to-end / engine-only (default 50; 0: skip)")
     # The library's own choice (all cores) by default: on a quiet 2-core machine the engine on both cores
     # streamed 1.5-1.6x faster end to end than on one core with the other left to decode and render
-    # (README, "Streaming"); only while other jobs held the cores did one engine thread win.
+    # (docs/streaming.md); only while other jobs held the cores did one engine thread win.
     p.add_argument("--threads", type=int, default=0,
                    help="inference library threads (default 0: the library's own choice, all cores)")
     p.add_argument("--cv-threads", type=int, default=1,

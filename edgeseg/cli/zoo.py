@@ -115,7 +115,7 @@ def _add_models(sub) -> None:
                    help="input size for GMACs (default 360x480, CamVid)")
     p.add_argument("--num-classes", type=int, default=11, help="classifier width (default 11, CamVid)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--markdown", action="store_true", help="a Markdown table (the README's)")
+    p.add_argument("--markdown", action="store_true", help="a Markdown table (the one in docs/zoo.md)")
     p.set_defaults(func=run_models)
 
 

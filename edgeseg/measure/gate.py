@@ -1,6 +1,6 @@
 """The CI gate: latency regression against a baseline bench, and accuracy floors, with CI-friendly output.
 
-The rule (README, "Benchmarks, reports and the CI gate"): for each engine, the ratio new/base of the
+The rule (docs/benchmarks.md): for each engine, the ratio new/base of the
 median of per-round median latencies, with a 95% percentile-bootstrap interval over rounds. A
 regression is called only when the whole interval lies above 1 + threshold, i.e. its lower end
 exceeds it; an interval that straddles the threshold is "inconclusive" and passes (the noise of this

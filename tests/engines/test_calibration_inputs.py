@@ -84,8 +84,8 @@ def test_a_calibration_list_that_is_not_a_file_says_what_it_is(tmp_path):
         open_calibration(str(tmp_path / "ok.txt"), SIZE, progress=False)
 
 
-def test_readme_documents_folder_calibration():
-    readme = (Path(__file__).parents[2] / "README.md").read_text()
+def test_docs_document_folder_calibration():
+    readme = (Path(__file__).parents[2] / "docs" / "int8.md").read_text()
     assert "folder:DIR" in readme
 
 
