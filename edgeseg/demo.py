@@ -1,7 +1,8 @@
 """The main job end to end, on the embedded default: `edgeseg demo` (and `make demo`).
 
 Data -> a short training of a real-time network -> FP32 and INT8 engines on the best backend here ->
-the INT8 mIoU drop on held-out images -> a side-by-side benchmark -> a road video streamed through the
+the INT8 mIoU drop on held-out images (and a strip of them: FP32 and INT8 overlays and where they differ)
+-> a side-by-side benchmark -> a road video streamed through the
 INT8 engine into an overlay video -> one HTML + Markdown report. Every step is the Python API the
 subcommands use, so what the demo shows is what `edgeseg train/build/eval/bench/stream/report` do.
 """
@@ -101,6 +102,7 @@ def run_demo(config: DemoConfig, log: Callable[[str], None] = print) -> DemoResu
 
 def _files(out: Path, ckpt: Path, video: Path, reports: tuple[Path, Path]) -> dict[str, str]:
     return {"checkpoint": str(ckpt), "engines": str(out / "engines"), "eval": str(out / "eval-int8.json"),
+            "eval frames": str(out / "eval-int8.frames.jpg"),
             "bench": str(out / "bench.json"), "road video": str(video), "overlay video": str(out / "overlay.mp4"),
             "stream stats": str(out / "stream.json"), "report (HTML)": str(reports[0]),
             "report (Markdown)": str(reports[1])}
@@ -136,6 +138,7 @@ def _build(config: DemoConfig, out: Path, ckpt: Path):
 
 def _evaluate(config: DemoConfig, out: Path, engines: dict[str, Path]):
     from edgeseg.data import parse_spec
+    from edgeseg.measure import strip
     from edgeseg.measure.evaluate import evaluate, session_predictor
     from edgeseg.runtime import load
 
@@ -143,12 +146,16 @@ def _evaluate(config: DemoConfig, out: Path, engines: dict[str, Path]):
     with load(engines["int8"]) as int8, load(engines["fp32"]) as fp32:
         m = int8.manifest
         result = evaluate(session_predictor(int8), dataset, m.classes, m.ignore_index, session_predictor(fp32),
-                          progress=config.progress)
+                          progress=config.progress, keep=strip.DEFAULT_SAMPLES)
     data = result.to_dict()
+    # What the engines see: a few held-out frames, FP32 and INT8 overlays and where they differ (in the report).
+    frames = strip.render(result.frames, m.palette, m.classes, m.ignore_index, "int8", "fp32")
+    strip.write(frames, out / "eval-int8.frames.jpg")
+    data["samples"] = strip.section(frames, result.frames, out / "eval-int8.frames.jpg", out / "eval-int8.json")
     (out / "eval-int8.json").write_text(json.dumps(data, indent=2) + "\n")
     return data, (f"mIoU FP32 {100 * result.reference.miou:.2f}% -> INT8 {100 * result.metrics.miou:.2f}% "
                   f"(drop {result.drop['miou']:.2f} points, {len(dataset)} images, pixel agreement "
-                  f"{100 * result.agreement:.2f}%) -> {out / 'eval-int8.json'}")
+                  f"{100 * result.agreement:.2f}%) -> {out / 'eval-int8.json'}, {out / 'eval-int8.frames.jpg'}")
 
 
 def _bench(config: DemoConfig, out: Path, engines: dict[str, Path]):
@@ -187,10 +194,12 @@ def _stream(out: Path, engine: Path, video: Path):
 
 
 def _report(out: Path, evaluation: dict):
+    from edgeseg.measure.gate import read_eval
     from edgeseg.measure.report import collect, write_report
     from edgeseg.measure.report_stream import read_stream
 
-    rows, runs = collect([str(out / "bench.json")], {"int8": evaluation, "fp32": _reference_eval(evaluation)})
+    int8 = read_eval(out / "eval-int8.json")  # as `edgeseg report --eval` reads it: the strip beside it
+    rows, runs = collect([str(out / "bench.json")], {"int8": int8, "fp32": _reference_eval(evaluation)})
     streams = [read_stream(out / "stream.json")]
     html, md = out / "report.html", out / "report.md"
     write_report(html, rows, runs, "edgeseg demo", streams)

@@ -50,6 +50,17 @@ def require_file(path: str | os.PathLike, what: str, fix: str,
     raise error(f"{what} {path} is {kind}, not a file", fix)
 
 
+def require_folder(path: str | os.PathLike, what: str, fix: str,
+                   error: type[EdgesegError] = BadInputError) -> Path:
+    """`path` as a Path when it is a folder (or a link to one); else `error` naming what it is."""
+    kind = path_kind(path)
+    if kind == "a directory":
+        return Path(path)
+    if kind == "missing":
+        raise error(f"{what} {path} does not exist", fix)
+    raise error(f"{what} {path} is {kind}, not a folder", fix)
+
+
 def read_json(path: str | os.PathLike, what: str, fix: str, error: type[EdgesegError] = EdgesegError) -> Any:
     """The JSON value of the regular file `path`, or `error` saying why it cannot be read."""
     path = require_file(path, what, fix, error)

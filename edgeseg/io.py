@@ -3,6 +3,8 @@
 Both helpers stage beside the target with `tempfile` (0600 files, 0700 directories, so nothing
 half-written is readable) and give what they publish the modes a plain `open`/`mkdir` would have:
 0666/0777 less the umask, so a deployment group can read an engine its builder published.
+`require_writable_parent` checks a destination before the work (every command's output flags use it),
+so a read-only or misnamed destination fails in a second, not after a build or an evaluation.
 """
 
 from __future__ import annotations
@@ -60,6 +62,56 @@ def _link_new(tmp: Path, target: Path) -> None:
             raise EdgesegError(f"{target} appeared while it was being written; nothing was replaced",
                                "choose another path, or pass --force to replace it") from None
         os.replace(tmp, target)
+
+
+# -- destinations checked before the work ---------------------------------------------------------------------
+# Why a probe file failed, in words (the errno's own text is misleading for some: /proc says "No such file").
+_PROBE_REASONS = {
+    errno.EROFS: "its file system is mounted read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.ENOSPC: "its disk is full",
+    errno.EDQUOT: "the disk quota is used up",
+    errno.ENOENT: "it takes no new files (a virtual file system such as /proc or /sys)",
+}
+
+
+def require_writable_parent(path: str | os.PathLike, what: str, fix: str) -> Path:
+    """Refuse, before any work, a file or directory `path` that could not be created: its folder (or the
+    nearest one that exists, since missing folders are made) must be a folder this process can write in.
+    Returns that folder. `what` names the output in the error ("--json", "the engine directory").
+
+    What it catches, root included: a parent that is a file or a broken link, a read-only mount, a folder
+    without write permission, a virtual file system (/proc), a disk with not a byte free. It writes a
+    one-byte probe file and removes it: os.access alone misses full disks, quotas and ACLs, and, for
+    root, everything but read-only mounts. A disk that fills up later is not foreseeable: writers still
+    report that as an error when it happens."""
+    return require_writable_folder(Path(path).parent, what, fix)
+
+
+def require_writable_folder(folder: str | os.PathLike, what: str, fix: str) -> Path:
+    """`folder` exists or can be made, and a file can be written in it (see `require_writable_parent`)."""
+    from edgeseg.inputs import path_kind
+
+    folder = Path(folder)
+    existing = folder
+    while not os.path.lexists(existing) and existing != existing.parent:  # missing, or under a file (ENOTDIR)
+        existing = existing.parent
+    kind = path_kind(existing)
+    if kind != "a directory":
+        raise EdgesegError(f"cannot write {what} in {folder}: {existing} is {kind}, not a writable folder", fix)
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".edgeseg-probe-", dir=existing)
+        try:
+            os.write(fd, b"\0")
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as exc:
+        reason = _PROBE_REASONS.get(exc.errno, exc.strerror or str(exc))
+        room = "free space on that disk, or " if exc.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+        raise EdgesegError(f"cannot write {what} in {existing}: {reason}", room + fix) from None
+    return existing
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -130,8 +182,12 @@ def staged_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
     """
     target = Path(path)
     check_replaceable(target, overwrite)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+    except OSError:  # say why (a read-only disk, a parent that is a file), not only the errno
+        require_writable_parent(target, "the engine directory", "choose another --out in a folder you can write to")
+        raise
     try:
         yield staging
         apply_umask(staging)

@@ -48,6 +48,12 @@ def test_demo_runs_every_step_and_writes_every_result(tmp_path):
     html, md = (out / "report.html").read_text(), (out / "report.md").read_text()
     assert "<svg" in html and "<h2>Streams</h2>" in html and "Streams (`edgeseg stream`)" in md
     assert f"{stream['fps']:.1f}" in md and f"{100 * stream['ratio']:.1f}%" in md
+    # what the engines see: the strip of held-out frames, embedded in the HTML, linked from the Markdown
+    assert evaluation["samples"]["strip"] == "eval-int8.frames.jpg" and len(evaluation["samples"]["frames"]) == 4
+    strip = cv2.imread(str(out / "eval-int8.frames.jpg"))
+    assert strip is not None and strip.shape[0] > 4 * 200  # four frames, each drawn 320 wide
+    assert "<h2>Segmentation: int8</h2>" in html and "data:image/jpeg;base64," in html
+    assert "](eval-int8.frames.jpg)" in md and "| class | reference IoU % | engine IoU % | drop (points) |" in md
 
 
 def test_demo_refuses_a_folder_that_holds_files(tmp_path):

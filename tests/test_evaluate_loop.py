@@ -14,7 +14,7 @@ from edgeseg.build.budget import ValidationSet
 from edgeseg.data.base import DatasetInfo
 from edgeseg.data.metrics import ConfusionMatrix
 from edgeseg.errors import BadInputError, EdgesegError
-from edgeseg.measure.evaluate import EvalSample, as_predictor, evaluate, format_comparison, label_writer
+from edgeseg.measure.evaluate import EvalSample, as_predictor, evaluate, format_comparison, label_writer, spread
 from edgeseg.runtime.tail import upsample_argmax
 
 CLASSES = ("a", "b", "c")
@@ -153,6 +153,31 @@ def test_label_writer_saves_every_prediction_and_refuses_a_used_folder(tmp_path)
                                   _labels(samples[1].image[None])[0])
     with pytest.raises(EdgesegError, match="not empty"):
         label_writer(tmp_path / "preds")
+
+
+def test_keep_returns_frames_spread_over_the_evaluated_ones_with_both_label_maps():
+    assert spread(10, 4) == [1, 3, 6, 8] and spread(3, 5) == [0, 1, 2] and spread(0, 4) == spread(5, 0) == []
+    samples = _samples(6)
+
+    def off_by_one(frames: np.ndarray) -> np.ndarray:
+        labels = _labels(frames)
+        labels[:, 1, :5] = (labels[:, 1, :5] + 1) % 3  # 5 labelled pixels differ per frame
+        return labels
+
+    seen = {}
+    result = evaluate(as_predictor(_labels, size=(4, 6)), samples, CLASSES, IGNORE, reference=as_predictor(off_by_one),
+                      limit=5, batch=2, keep=2, on_prediction=lambda sample, labels: seen.setdefault(sample.name, labels))
+    assert [(f.index, f.name) for f in result.frames] == [(1, "s1"), (3, "s3")]  # spread over the 5 evaluated
+    for f in result.frames:
+        assert f.image is samples[f.index].image and f.label is samples[f.index].label
+        np.testing.assert_array_equal(f.ours, seen[f.name])  # what was scored, at the label's size
+        assert f.theirs.shape == f.label.shape == (8, 12)
+        differ = (f.ours != f.theirs) & (f.label != IGNORE)
+        assert f.disagreement == np.count_nonzero(differ) / np.count_nonzero(f.label != IGNORE)
+    alone = evaluate(as_predictor(_labels), samples, CLASSES, IGNORE, keep=1)
+    assert [f.index for f in alone.frames] == [3] and alone.frames[0].theirs is None
+    assert alone.frames[0].disagreement is None and "frames" not in alone.to_dict()
+    assert evaluate(as_predictor(_labels), samples, CLASSES, IGNORE).frames == []  # nothing kept by default
 
 
 def test_the_loop_imports_no_torch():

@@ -55,9 +55,8 @@ def open_validation(spec: str | None, size: tuple[int, int], num_classes: int, l
     if not spec:
         raise BadInputError("--max-miou-drop needs a held-out split to measure the drop on",
                             "pass --val camvid:PATH:val (not the split you calibrate on)")
-    from tqdm import tqdm
-
     from edgeseg.data import parse_spec
+    from edgeseg.progress import progress as bar
 
     dataset = parse_spec(spec, "val")
     if dataset.info.num_classes != num_classes:
@@ -65,7 +64,7 @@ def open_validation(spec: str | None, size: tuple[int, int], num_classes: int, l
                             "pass the split of the dataset the model was trained on")
     count = min(len(dataset), limit or len(dataset))
     frames, labels = [], []
-    for i in tqdm(range(count), desc="validation images", unit="img", disable=not progress, leave=False):
+    for i in bar(range(count), desc="validation images", unit="img", disable=not progress, leave=False):
         sample = dataset[i]
         frames.append(resize_to_input(sample.image, size))
         labels.append(sample.label)

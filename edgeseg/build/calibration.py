@@ -20,6 +20,7 @@ import numpy as np
 
 from edgeseg.errors import BadInputError, EdgesegError
 from edgeseg.runtime.frames import resize_to_input
+from edgeseg.weights import CALIBRATION
 
 DEFAULT_SIZE = 300  # a few hundred images: ranges stop moving well before that on road scenes
 CACHE_DIR = Path("calibration") / "cache"
@@ -108,7 +109,8 @@ def _evenly(count: int, total: int) -> list[int]:
 
 
 CALIB_FIX = ("pass --calib camvid:PATH:train (a split you do not report accuracy on), --calib folder:DIR "
-             "(a folder of images) or --calib calibration/LIST.txt")
+             "(a folder of images from your cameras) or --calib calibration/LIST.txt; for road scenes like "
+             f"CamVid's, --calib folder:{CALIBRATION} holds the frames shipped with edgeseg")
 
 
 def open_calibration(spec: str | None, size: tuple[int, int], count: int | None = None, batch: int = 1,
@@ -166,14 +168,13 @@ def image_folder(spec: str) -> Path | None:
 
 def _dataset_images(spec: str, count: int, progress: bool) -> list[tuple[str, np.ndarray]]:
     """`count` images spread over the split a dataset spec names."""
-    from tqdm import tqdm
-
     from edgeseg.data import parse_spec
+    from edgeseg.progress import progress as bar
 
     dataset = parse_spec(spec, "train")
     pairs = []
-    for i in tqdm(_evenly(count, len(dataset)), desc="calibration images", unit="img", disable=not progress,
-                  leave=False):
+    for i in bar(_evenly(count, len(dataset)), desc="calibration images", unit="img", disable=not progress,
+                 leave=False):
         sample = dataset[i]
         pairs.append((sample.name, sample.image))
     return pairs

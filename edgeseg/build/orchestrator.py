@@ -55,6 +55,8 @@ class SourceModel:
     options: dict[str, Any]  # zoo options it was built with
     dataset: dict[str, Any]  # classes, palette, ignore_index, mean, std
     recorded_size: tuple[int, int] | None = None  # the checkpoint's eval size or training crop
+    checkpoint: str | None = None  # the file the weights came from (a user's, or a shipped one)
+    shipped: Any = None  # an edgeseg.weights.ShippedWeights when no --checkpoint was given
 
     @property
     def num_classes(self) -> int:
@@ -83,22 +85,23 @@ class _Plan:
 
 
 def _source_model(source: Source) -> SourceModel:
-    """The checkpoint's network and dataset, or random weights of a zoo model (speed only, said so)."""
-    from edgeseg.train.checkpoint import build_from_checkpoint
-
+    """The checkpoint's network and dataset, the shipped weights of `model`, or random weights of a zoo
+    model (speed only, said so)."""
     if source.checkpoint:
-        model, payload = build_from_checkpoint(source.checkpoint)
-        if source.model and source.model != payload["model"]:
-            raise CheckpointError(f"{source.checkpoint} holds a '{payload['model']}', not a '{source.model}'",
-                                  f"pass --model {payload['model']}, or the checkpoint of a {source.model}")
-        meta = payload.get("metadata", {})
-        size = meta.get("eval_input_size") or meta.get("train_crop")
-        return SourceModel(model, payload["model"], payload["options"], meta.get("dataset", {}),
-                           tuple(int(v) for v in size) if size else None)
+        return _checkpoint_model(source.checkpoint, source.model)
+    if source.model and not source.random_weights:
+        from edgeseg.weights import require_for_model
+
+        shipped = require_for_model(source.model, source.model_options)
+        path = shipped.verified_path()
+        print(f"weights: the ones shipped with edgeseg, {shipped.describe()} ({path.name}; pass "
+              "--checkpoint for your own)")
+        return dataclasses.replace(_checkpoint_model(str(path), source.model), shipped=shipped)
     if not source.random_weights:
-        raise EdgesegError("no --checkpoint given: an engine without trained weights segments nothing",
-                           "train one (`edgeseg train --model NAME --data camvid:PATH --out runs/x`) and pass "
-                           "--checkpoint runs/x/best.pt, or pass --random-weights for a speed-only experiment")
+        raise EdgesegError("neither --checkpoint nor --model given: there are no weights to build",
+                           "pass --model NAME for the weights shipped with edgeseg (`edgeseg models` lists them, "
+                           "e.g. --model deeplabv3plus), --checkpoint runs/x/best.pt for your own, or "
+                           "--random-weights --model NAME for a speed-only experiment")
     if not source.model:
         raise BadInputError("--random-weights needs --model", "pass --model NAME (see `edgeseg models`)")
     import torch
@@ -108,6 +111,19 @@ def _source_model(source: Source) -> SourceModel:
     torch.manual_seed(0)
     model = build(source.model, source.num_classes, **source.model_options).eval()
     return SourceModel(model, source.model, dict(source.model_options), _random_dataset(source.num_classes))
+
+
+def _checkpoint_model(path: str, model: str | None) -> SourceModel:
+    from edgeseg.train.checkpoint import build_from_checkpoint
+
+    network, payload = build_from_checkpoint(path)
+    if model and model != payload["model"]:
+        raise CheckpointError(f"{path} holds a '{payload['model']}', not a '{model}'",
+                              f"pass --model {payload['model']}, or the checkpoint of a {model}")
+    meta = payload.get("metadata", {})
+    size = meta.get("eval_input_size") or meta.get("train_crop")
+    return SourceModel(network, payload["model"], payload["options"], meta.get("dataset", {}),
+                       tuple(int(v) for v in size) if size else None, checkpoint=path)
 
 
 def _random_dataset(num_classes: int) -> dict[str, Any]:
@@ -144,10 +160,22 @@ def _plan(request: BuildRequest) -> _Plan:
         from edgeseg.build.calibration import open_calibration
 
         int8 = request.int8
-        calibration = open_calibration(int8.calib, size, int8.calib_size, graph.batch, int8.val)
+        calibration = open_calibration(int8.calib or _shipped_calibration(source), size, int8.calib_size,
+                                       graph.batch, int8.val)
     return _Plan(request=request, source=source, backend=backend, size=size,
                  out=request.destination.directory(source.name, request.precision, name), export=export,
                  calibration=calibration, budget=_budget(request, size, source.num_classes))
+
+
+def _shipped_calibration(source: SourceModel) -> str | None:
+    """Shipped weights calibrate on the real train frames shipped with them; a user's own checkpoint has
+    no default (its domain is unknown) and open_calibration refuses with the fix."""
+    folder = source.shipped.calibration_dir() if source.shipped else None
+    if folder is None:
+        return None
+    print(f"calibration: the {source.shipped.dataset} train frames shipped with edgeseg ({folder}; pass --calib "
+          "for your own)")
+    return f"folder:{folder}"
 
 
 def build_engine(request: BuildRequest) -> BuildResult:
@@ -183,8 +211,8 @@ def _spec(plan: _Plan, exported: ExportResult, stage: Path) -> BuildSpec:
 def _checkpoint_file(plan: _Plan, stage: Path) -> str | None:
     """The torch backend's artifact is a checkpoint: random weights are saved into the stage for it."""
     source = plan.request.source
-    if source.checkpoint:
-        return source.checkpoint
+    if plan.source.checkpoint:
+        return plan.source.checkpoint
     if not source.random_weights:
         return None
     if plan.backend.name == "torch":
@@ -241,11 +269,13 @@ def _manifest(plan: _Plan, exported: ExportResult, built: Built, stage: Path, se
 def _model_section(plan: _Plan) -> dict[str, Any]:
     """The network, and the checkpoint it came from by path and hash (a torch baseline re-checks it)."""
     info = {"name": plan.source.name, "options": plan.source.options, "num_classes": plan.source.num_classes}
-    checkpoint = plan.request.source.checkpoint
+    checkpoint = plan.source.checkpoint
     if checkpoint:
         from edgeseg.io import sha256_file
 
         info["checkpoint"] = {"path": os.path.abspath(checkpoint), "sha256": sha256_file(checkpoint)}
+    if plan.source.shipped is not None:
+        info["weights"] = plan.source.shipped.manifest_record()
     return info
 
 

@@ -27,11 +27,12 @@ HOST_TAIL_BACKENDS = ("onnxruntime", "openvino")
 
 @dataclass(frozen=True)
 class Source:
-    """Where the weights come from: a trained checkpoint, or (speed only) random weights of a zoo model."""
+    """Where the weights come from: a trained checkpoint, the weights shipped with edgeseg for `model`
+    (neither checkpoint nor random_weights given), or (speed only) random weights of a zoo model."""
 
     checkpoint: str | None = None
-    model: str | None = None  # checked against the checkpoint; required with random_weights
-    model_options: dict[str, Any] = field(default_factory=dict)  # with random_weights, e.g. {"backbone": ...}
+    model: str | None = None  # checked against the checkpoint; required for shipped and random weights
+    model_options: dict[str, Any] = field(default_factory=dict)  # random or shipped weights: {"backbone": ...}
     random_weights: bool = False  # speed-only experiments; stamped in the manifest
     num_classes: int = 11  # with random_weights
 

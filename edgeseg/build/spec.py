@@ -26,8 +26,9 @@ class BackendOptions:
     max_batch: int = 8  # TensorRT: the profile's largest batch for a dynamic-batch graph
     profile: tuple[Shape, Shape, Shape] | None = None  # TensorRT: (min, opt, max) input shapes, overriding the above
     input_size: tuple[int, int] | None = None  # (H, W) of the export: the orchestrator fills it in
-    # ONNX Runtime int8: full-range weights, exact only on CPUs with VNNI (AVX512-VNNI or AVX-VNNI); by default
-    # weights stay within [-64, 64] so that CPUs without VNNI (16-bit saturating pair sums) compute the same
+    # ONNX Runtime and OpenVINO int8: full-range weights, exact only on CPUs with VNNI (AVX512-VNNI or AVX-VNNI); by
+    # default weights stay within [-64, 64] so that CPUs without VNNI (16-bit saturating pair sums) compute the same
+    # (OpenVINO: NNCF overflow_fix ENABLE by default, DISABLE with this)
     int8_vnni_only: bool = False
 
 

@@ -8,7 +8,6 @@ import sys
 import time
 
 from edgeseg.cli.common import SPIN_HELP, check_outputs, write_output
-from edgeseg.errors import BadInputError
 
 REGRESSION_EXIT = 1
 DEFAULT_THRESHOLD = "10%"  # verdicts are shown with this when only --baseline is given; exit stays 0
@@ -22,8 +21,10 @@ def run_bench(args: argparse.Namespace) -> int:
     from edgeseg.runtime.session import LoadOptions
 
     engines = list(args.engines or []) + list(args.engine or [])
-    if not engines:
-        raise BadInputError("no engine to bench", "pass engine directories: edgeseg bench --engine engines/X")
+    if not engines:  # the newest under engines/, named on the first line
+        from edgeseg.runtime.engines import default_engine
+
+        engines = [str(default_engine())]
     check_outputs(args.force, args.json, args.summary, args.junit)  # before minutes of timing, not after
     base = read_json(args.baseline) if args.baseline else None  # read first: a bad file fails before any load
     frames = encoded_frames(parse_spec(args.data, "val"), 16)
@@ -139,7 +140,8 @@ def run_compare(args: argparse.Namespace) -> int:
 
 def _add_bench(sub) -> None:
     p = sub.add_parser("bench", help="latency, FPS and stages of engines, side by side; the CI latency gate")
-    p.add_argument("engines", nargs="*", help="engine directories written by `edgeseg build`")
+    p.add_argument("engines", nargs="*",
+                   help="engine directories written by `edgeseg build` (default: the newest under engines/)")
     p.add_argument("--engine", action="append", metavar="DIR", help="an engine directory (repeatable)")
     p.add_argument("--data", default="synthetic:16", help="frames to time on (default synthetic:16)")
     p.add_argument("--iterations", type=int, default=50, help="timed calls per engine (default 50)")

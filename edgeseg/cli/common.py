@@ -55,18 +55,18 @@ def write_output(path: str, text: str, force: bool) -> None:
 
 
 def writable_output(path: str, force: bool) -> None:
+    """A result file: not a folder (or a FIFO, a device), not there already without --force, and its folder
+    writable (edgeseg.io.require_writable_parent: read-only disks, a parent that is a file, no permission)."""
     import os
-    from pathlib import Path
 
-    target = Path(path)
-    if target.is_dir():
+    from edgeseg.inputs import path_kind
+    from edgeseg.io import require_writable_parent
+
+    kind = path_kind(path)
+    if kind == "a directory":
         raise BadInputError(f"{path} is a folder, not a file", "pass a file path")
-    if target.exists() and not force:
+    if kind not in ("missing", "a file") and os.path.lexists(path):  # under a file: the folder check says so
+        raise BadInputError(f"{path} is {kind}, not a file", "pass the path of a file to write")
+    if kind == "a file" and not force:
         raise BadInputError(f"{path} already exists", "choose another path, or pass --force to replace it")
-    folder = target.parent if str(target.parent) else Path(".")
-    existing = folder
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise BadInputError(f"cannot write {path}: {existing} is not a writable folder",
-                            "pick a destination in a folder you can write to")
+    require_writable_parent(path, path, "pick a destination in a folder you can write to")

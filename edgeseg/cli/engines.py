@@ -25,7 +25,9 @@ def run_export(args: argparse.Namespace) -> int:
     from edgeseg.build.export import ExportOptions, export_onnx
     from edgeseg.train.checkpoint import build_from_checkpoint
 
-    model, payload = build_from_checkpoint(args.checkpoint)
+    from edgeseg.weights import checkpoint_path
+
+    model, payload = build_from_checkpoint(checkpoint_path(args.checkpoint))
     dataset = payload.get("metadata", {}).get("dataset") or {}
     size = args.input_size or tuple(payload.get("metadata", {}).get("train_crop") or ())
     if not size:
@@ -62,10 +64,13 @@ def _parity(model, num_classes, mean, std, options, args):
 def run_build(args: argparse.Namespace) -> int:
     from edgeseg import backends
     from edgeseg.build.orchestrator import BuildRequest, Destination, Graph, Int8, Source, build_engine
+    from edgeseg.weights import checkpoint_path
 
-    _refuse_flags_that_do_not_apply(args, backends.resolve(args.backend)[0])
+    backend = backends.resolve(args.backend)[0]
+    _refuse_flags_that_do_not_apply(args, backend)
     request = BuildRequest(
-        source=Source(checkpoint=args.checkpoint, model=args.model, random_weights=args.random_weights,
+        source=Source(checkpoint=checkpoint_path(args.checkpoint) if args.checkpoint else None, model=args.model,
+                      random_weights=args.random_weights,
                       model_options={"backbone": args.backbone} if args.backbone else {},
                       num_classes=args.num_classes or 11),
         precision=args.precision, backend=args.backend,
@@ -77,6 +82,15 @@ def run_build(args: argparse.Namespace) -> int:
                   val_size=args.val_size, max_float_layers=args.max_float_layers,
                   speed_guard=not args.no_speed_guard),
         destination=Destination(out=args.out, force=args.force), backend_options=_backend_options(args))
+    from edgeseg.io import check_replaceable, require_writable_parent
+
+    # before any weights are read: a read-only --out, or an engine that is there without --force, fails now
+    require_writable_parent(args.out or f"{request.destination.engines_dir}/ENGINE", "the engine directory",
+                            "pass --out DIR in a folder you can write to")
+    if args.out or args.model:  # with only --checkpoint the default name waits for the checkpoint's model
+        from pathlib import Path
+
+        check_replaceable(Path(request.destination.directory(args.model, args.precision, backend)), args.force)
     result = build_engine(request)
     print(result.summary())
     if result.manifest.precision.get("note"):
@@ -86,7 +100,7 @@ def run_build(args: argparse.Namespace) -> int:
 
 # Flags that mean something only in some builds: (flag, argparse dest, when it applies, why not otherwise).
 # A flag given where it does not apply is refused: silently ignoring it builds something the user did not ask for.
-_SOURCE_FLAGS = (("--backbone", "backbone"), ("--num-classes", "num_classes"))
+_SOURCE_FLAGS = (("--num-classes", "num_classes"),)
 _INT8_FLAGS = (("--calib", "calib"), ("--calib-size", "calib_size"), ("--calib-method", "calib_method"),
                ("--val", "val"), ("--val-size", "val_size"), ("--max-float-layers", "max_float_layers"),
                ("--keep-float", "keep_float"), ("--max-miou-drop", "max_miou_drop"))
@@ -102,12 +116,15 @@ def _refuse_flags_that_do_not_apply(args: argparse.Namespace, backend: str) -> N
         if given(dest) and not args.random_weights:
             raise BadInputError(f"{flag} applies to --random-weights builds; a checkpoint fixes it",
                                 f"drop {flag}, or pass --random-weights for a speed-only engine")
+    if given("backbone") and args.checkpoint:
+        raise BadInputError("--backbone chooses shipped or random weights; a checkpoint fixes its backbone",
+                            "drop --backbone, or drop --checkpoint")
     for flag, dest in _INT8_FLAGS + (("--no-speed-guard", "no_speed_guard"),):
         if given(dest) and args.precision != "int8":
             raise BadInputError(f"{flag} applies to int8 builds, not {args.precision}",
                                 f"add --precision int8, or drop {flag}")
-    if args.int8_vnni_only and (backend != "onnxruntime" or args.precision != "int8"):
-        raise BadInputError("--int8-vnni-only applies to ONNX Runtime int8 builds", "drop --int8-vnni-only")
+    if args.int8_vnni_only and (backend not in ("onnxruntime", "openvino") or args.precision != "int8"):
+        raise BadInputError("--int8-vnni-only applies to ONNX Runtime and OpenVINO int8 builds", "drop --int8-vnni-only")
     if args.trt_int8 != "explicit" and (backend != "tensorrt" or args.precision != "int8"):
         raise BadInputError("--trt-int8 applies to TensorRT int8 builds", "drop --trt-int8")
     for flag, dest, owners in _BACKEND_FLAGS:
@@ -163,9 +180,11 @@ def add_commands(sub) -> None:
     p.set_defaults(func=run_export)
 
     p = sub.add_parser("build", help="checkpoint -> engine directory with manifest.json")
-    p.add_argument("--checkpoint", help="trained weights (edgeseg train); required unless --random-weights")
-    p.add_argument("--model", help="zoo name; checked against the checkpoint")
-    p.add_argument("--backbone", help="with --random-weights")
+    p.add_argument("--checkpoint", help="trained weights (edgeseg train); default: the weights shipped with "
+                   "edgeseg for --model (see `edgeseg models`)")
+    p.add_argument("--model", help="zoo name; without --checkpoint its shipped weights are built; checked against "
+                   "the checkpoint")
+    p.add_argument("--backbone", help="without --checkpoint: which shipped (or --random-weights) variant")
     p.add_argument("--num-classes", type=int, help="with --random-weights (default 11)")
     p.add_argument("--random-weights", action="store_true", help="untrained weights, for speed-only experiments")
     p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32")
@@ -186,8 +205,8 @@ def add_commands(sub) -> None:
     p.add_argument("--trt-int8", choices=("explicit", "implicit"), default="explicit",
                    help="TensorRT int8: Q/DQ ONNX (explicit, TensorRT 10/11) or calibrator (implicit, TensorRT <= 10)")
     p.add_argument("--int8-vnni-only", action="store_true",
-                   help="ONNX Runtime int8: full-range weights, exact only on CPUs with VNNI (AVX512-VNNI, AVX-VNNI); "
-                        "by default weights stay within [-64, 64] so every x86 CPU computes the same labels")
+                   help="ONNX Runtime and OpenVINO int8: full-range weights, exact only on CPUs with VNNI (AVX512-VNNI, "
+                        "AVX-VNNI); by default weights stay within [-64, 64] so every x86 CPU computes the same labels")
     p.add_argument("--backend", choices=("auto", "onnxruntime", "openvino", "tensorrt", "torch"), default="auto")
     p.add_argument("--out", help="engine directory (default engines/MODEL-PRECISION-BACKEND)")
     _add_graph_options(p, size_arg)

@@ -13,13 +13,19 @@ from edgeseg.errors import BadInputError
 
 def run_eval(args: argparse.Namespace) -> int:
     check_outputs(args.force, args.json)
+    if args.save_predictions:  # before any weights are read: a read-only or misnamed folder fails now
+        from edgeseg.measure.evaluate import check_prediction_folder
+
+        check_prediction_folder(args.save_predictions)
     if args.limit is not None and args.limit < 1:
         raise BadInputError(f"--limit {args.limit} evaluates nothing", "pass a positive number of images, or drop --limit")
+    if not args.engine and not args.checkpoint:
+        args.engine = default_eval_engine(args)
     if args.engine:
         return run_eval_engine(args)
-    if not args.checkpoint:
-        raise BadInputError("nothing to evaluate", "pass --checkpoint runs/x/best.pt or --engine engines/NAME")
 
+    if args.samples is not None or args.strip:
+        raise BadInputError("--samples and --strip apply to --engine", "evaluate an engine for the strip of frames")
     from edgeseg.data import parse_spec
     from edgeseg.data.base import DatasetInfo
     from edgeseg.data.metrics import format_table
@@ -27,7 +33,9 @@ def run_eval(args: argparse.Namespace) -> int:
     from edgeseg.train.checkpoint import build_from_checkpoint
     from edgeseg.train.predictor import TorchPredictor
 
-    model, payload = build_from_checkpoint(args.checkpoint)
+    from edgeseg.weights import checkpoint_path
+
+    model, payload = build_from_checkpoint(checkpoint_path(args.checkpoint))
     if args.output_stride:
         if not hasattr(model, "set_output_stride"):
             raise BadInputError(f"{payload['model']} has no output stride to change", "drop --output-stride")
@@ -47,13 +55,35 @@ def run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def default_eval_engine(args: argparse.Namespace) -> str:
+    """Neither --checkpoint nor --engine: the newest engine under engines/, named on the first line (an
+    engine carries its classes and preprocessing; checkpoints have no folder to look in). Not when a
+    checkpoint-only option says a checkpoint was meant."""
+    from edgeseg.errors import EdgesegError
+    from edgeseg.runtime.engines import BUILD_COMMAND, default_engine
+
+    meant = [flag for flag, value in (("--tta", args.tta), ("--input-size", args.input_size),
+                                      ("--output-stride", args.output_stride)) if value]
+    if meant:
+        verb = "applies" if len(meant) == 1 else "apply"
+        raise BadInputError(f"nothing to evaluate: {', '.join(meant)} {verb} to --checkpoint, and none was given",
+                            "pass --checkpoint runs/NAME/best.pt")
+    try:
+        return str(default_engine())
+    except EdgesegError as exc:
+        raise BadInputError(f"nothing to evaluate: {exc.problem}",
+                            f"pass --checkpoint runs/NAME/best.pt or --engine DIR, or build an engine: "
+                            f"`{BUILD_COMMAND}`") from None
+
+
 def run_eval_engine(args: argparse.Namespace) -> int:
     import os
 
     from edgeseg.data import parse_spec
-    from edgeseg.measure.evaluate import evaluate, format_comparison, session_predictor
+    from edgeseg.measure.evaluate import evaluate, format_comparison, label_writer, session_predictor
     from edgeseg.runtime import load
 
+    strip_path, samples = _strip_output(args)
     session = load(args.engine)
     m, engine = session.manifest, session_predictor(session)
     reference = None
@@ -63,34 +93,92 @@ def run_eval_engine(args: argparse.Namespace) -> int:
         from edgeseg.train.checkpoint import build_from_checkpoint
         from edgeseg.train.predictor import TorchPredictor
 
-        model, _ = build_from_checkpoint(args.reference)
+        from edgeseg.weights import checkpoint_path
+
+        model, _ = build_from_checkpoint(checkpoint_path(args.reference))
         reference = TorchPredictor(model, m.input.mean, m.input.std, size=engine.size)
     dataset = parse_spec(args.data, "val")
     result = evaluate(engine, dataset, m.classes, m.ignore_index, reference, args.limit,
-                      progress=not args.no_progress)
+                      progress=not args.no_progress, keep=samples if strip_path else 0,
+                      on_prediction=label_writer(args.save_predictions) if args.save_predictions else None)
     if m.random_weights:
         print("NOTE: this engine has RANDOM WEIGHTS (built for speed only); its accuracy means nothing")
     print(f"{args.engine}: {m.backend['name']} {m.precision['requested']} (runs as {m.precision['as_run']})")
     print(format_comparison(result))
+    data = result.to_dict()
+    if strip_path and result.frames:
+        data["samples"] = _write_strip(args, result, m, strip_path)
     if args.json:
-        write_output(args.json, json.dumps(result.to_dict(), indent=2), args.force)
+        write_output(args.json, json.dumps(data, indent=2), args.force)
     return 0
+
+
+def _strip_output(args: argparse.Namespace):
+    """(where the strip of frames goes, how many frames), checked before the work: --strip FILE, else
+    FILE.frames.jpg beside --json FILE.json; (None, 0) with --samples 0 or neither file."""
+    from pathlib import Path
+
+    from edgeseg.inputs import count
+    from edgeseg.measure.strip import DEFAULT_SAMPLES, check_strip_path, strip_path_for
+
+    samples = count(args.samples, "--samples", "pass a number of frames for the strip, or 0 for none", zero=True)
+    samples = DEFAULT_SAMPLES if samples is None else samples
+    if samples == 0:
+        if args.strip:
+            raise BadInputError("--strip with --samples 0 draws nothing", "drop --samples 0, or drop --strip")
+        return None, 0
+    path = args.strip or (str(strip_path_for(args.json)) if args.json else None)
+    if path is None:
+        return None, 0
+    check_strip_path(path)
+    if args.json and Path(path).absolute() == Path(args.json).absolute():
+        raise BadInputError(f"--strip {path} is the --json file", "name the strip FILE.jpg or FILE.png")
+    check_outputs(args.force, path)
+    return path, samples
+
+
+def _write_strip(args: argparse.Namespace, result, manifest, path: str) -> dict:
+    """Draw the kept frames, write them to `path`, and return the eval JSON's `samples` section."""
+    import os
+    from pathlib import Path
+
+    from edgeseg.measure import strip
+
+    def name(p: str) -> str:
+        p = Path(p)
+        return p.name if p.is_dir() or p.parent.name in ("", ".") else f"{p.parent.name}/{p.name}"
+
+    engine = f"{name(args.engine)} ({manifest.precision['as_run']})"
+    drawn = strip.render(result.frames, manifest.palette, manifest.classes, manifest.ignore_index, engine,
+                         name(args.reference) if args.reference else "reference")
+    strip.write(drawn, path, overwrite=args.force)
+    print(f"wrote {path} ({len(result.frames)} frames, {os.path.getsize(path) / 1024:.0f} KiB)")
+    return strip.section(drawn, result.frames, path, args.json)
 
 
 def _add_eval(sub) -> None:
     p = sub.add_parser("eval", help="mIoU, mAcc and per-class IoU of a checkpoint or an engine")
-    p.add_argument("--checkpoint", help="a checkpoint written by `edgeseg train`")
-    p.add_argument("--engine", help="an engine directory written by `edgeseg build`")
-    p.add_argument("--reference", help="with --engine: an engine directory or checkpoint to measure the drop against")
+    p.add_argument("--checkpoint", help="a checkpoint written by `edgeseg train`, or a model with shipped weights "
+                   "(e.g. deeplabv3plus)")
+    p.add_argument("--engine", help="an engine directory written by `edgeseg build` (with neither --checkpoint "
+                                    "nor --engine: the newest under engines/)")
+    p.add_argument("--reference", help="with --engine: an engine directory, a checkpoint or a model with shipped weights "
+                   "(e.g. deeplabv3plus) to measure the drop against")
     p.add_argument("--limit", type=int, help="with --engine: only the first N images")
     p.add_argument("--data", required=True, help="dataset spec, e.g. camvid:PATH:val")
     p.add_argument("--json", metavar="FILE", help="write miou, macc, pixel_acc, per_class_iou (fractions)")
     p.add_argument("--save-predictions", metavar="DIR", help="one label PNG per image, class ids as values")
+    p.add_argument("--samples", type=int, metavar="N",
+                   help="with --engine: draw N frames spread over the split (default 4; 0: none) as a strip: "
+                        "image | ground truth | reference | engine | disagreement, written beside --json "
+                        "as FILE.frames.jpg and named in it (edgeseg report shows it)")
+    p.add_argument("--strip", metavar="FILE.jpg", help="with --engine: write the strip of frames here instead "
+                                                     "(.jpg or .png)")
     p.add_argument("--tta", action="store_true", help="multi-scale (0.5-1.75) + flip inference")
     p.add_argument("--input-size", type=_size_arg, metavar="HxW", help="resize to this size first (default full)")
     p.add_argument("--output-stride", type=int, help="switch the network's output stride (e.g. 8) for inference")
     p.add_argument("--no-progress", action="store_true")
-    add_force(p, "an existing --json file")
+    add_force(p, "existing --json and strip files")
     p.set_defaults(func=run_eval)
 
 

@@ -28,7 +28,8 @@ def add_commands(sub) -> None:
     p = sub.add_parser("stream", help="stream camera/video frames through an engine (real-time segmentation)",
                        description="capture -> preprocess -> infer -> render -> sinks, one thread per stage. "
                                    "Ctrl+C or SIGTERM stops cleanly: statistics written, video finalized.")
-    p.add_argument("--engine", required=True, help="engine directory (edgeseg build)")
+    p.add_argument("--engine", metavar="DIR",
+                   help="engine directory (edgeseg build); default: the newest under engines/, named on the first line")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--camera", type=int, metavar="N", help="V4L2/DirectShow camera index (live: latest frame only)")
     src.add_argument("--video", metavar="FILE", help="a video file (every frame)")
@@ -71,6 +72,10 @@ def run_stream(args: argparse.Namespace) -> int:
     from edgeseg.runtime.pipeline import Pipeline
 
     check_options(args)
+    if args.engine is None:
+        from edgeseg.runtime.engines import default_engine
+
+        args.engine = str(default_engine())
     cv2.setNumThreads(args.cv_threads)
     source = _source(args)
     sinks = _sinks(args)

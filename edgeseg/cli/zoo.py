@@ -12,6 +12,7 @@ from edgeseg.errors import BadInputError
 def run_models(args: argparse.Namespace) -> int:
     from edgeseg.models import entry, names
     from edgeseg.models.complexity import measure
+    from edgeseg.weights import for_model
 
     selected = args.name or names()
     rows = []
@@ -20,27 +21,36 @@ def run_models(args: argparse.Namespace) -> int:
         for backbone in model_entry.backbones or (None,):
             options = {"backbone": backbone} if backbone else {}
             c = measure(name, args.num_classes, args.input_size, **options)
+            weights = for_model(name, options)
+            shipped = None if weights is None else {"key": weights.key, "dataset": weights.dataset,
+                                                    "val_miou": weights.miou}
             rows.append({"name": name, "family": model_entry.family, "backbone": backbone,
                          "default_backbone": backbone == model_entry.default_backbone,
                          "backbones": list(model_entry.backbones), "params": c.params,
-                         "gmacs": round(c.gmacs, 3), "paper": model_entry.paper})
+                         "gmacs": round(c.gmacs, 3), "paper": model_entry.paper, "shipped": shipped})
     if args.json:
         print(json.dumps({"input_size": list(args.input_size), "num_classes": args.num_classes, "models": rows},
                          indent=2))
         return 0
     if args.markdown:
-        print("| model | family | backbone | params (M) | GMACs |\n| --- | --- | --- | ---: | ---: |")
+        print("| model | family | backbone | params (M) | GMACs | shipped weights |\n"
+              "| --- | --- | --- | ---: | ---: | --- |")
     else:
-        print(f"{'model':15s} {'family':14s} {'backbone':20s} {'params (M)':>10s} {'GMACs':>8s}")
+        print(f"{'model':15s} {'family':14s} {'backbone':20s} {'params (M)':>10s} {'GMACs':>8s}  shipped weights")
     for r in rows:
         backbone = (r["backbone"] or "-") + (" *" if r["default_backbone"] and len(r["backbones"]) > 1 else "")
+        shipped = (f"{r['shipped']['dataset']} {100 * r['shipped']['val_miou']:.1f}% val mIoU" if r["shipped"]
+                   else "-")
         if args.markdown:
-            print(f"| `{r['name']}` | {r['family']} | {backbone} | {r['params'] / 1e6:.2f} | {r['gmacs']:.2f} |")
+            print(f"| `{r['name']}` | {r['family']} | {backbone} | {r['params'] / 1e6:.2f} | {r['gmacs']:.2f} | "
+                  f"{shipped} |")
         else:
-            print(f"{r['name']:15s} {r['family']:14s} {backbone:20s} {r['params'] / 1e6:10.2f} {r['gmacs']:8.2f}")
+            print(f"{r['name']:15s} {r['family']:14s} {backbone:20s} {r['params'] / 1e6:10.2f} {r['gmacs']:8.2f}  "
+                  f"{shipped}")
     h, w = args.input_size
     print(f"\n{len(rows)} variants of {len(selected)} models; {args.num_classes} classes; GMACs at "
-          f"{h}x{w}, batch 1 (convolutions and matmuls); * = default backbone")
+          f"{h}x{w}, batch 1 (convolutions and matmuls); * = default backbone; shipped weights: "
+          "`edgeseg build --model NAME` builds them without --checkpoint")
     return 0
 
 

@@ -6,7 +6,6 @@ Samples are numpy arrays as OpenCV reads them: image H x W x 3 uint8 BGR, label 
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -15,6 +14,7 @@ import cv2
 import numpy as np
 
 from edgeseg.errors import BadInputError, EdgesegError
+from edgeseg.inputs import require_file
 
 # ImageNet statistics (RGB, 0..1): every backbone's ImageNet weights were trained with them.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -102,8 +102,8 @@ class PairDataset(SegDataset):
 
 
 def read_image(path: Path) -> np.ndarray:
-    if not os.path.isfile(path):
-        raise BadInputError(f"image {path} does not exist", "check the dataset's list file and folders")
+    # a directory, FIFO or device is named as what it is, not "does not exist" (and a FIFO never blocks imread)
+    require_file(path, "image", "check the dataset's list file and folders")
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
         raise BadInputError(f"image {path} cannot be read", "the file is corrupt or not an image; replace or remove it")
@@ -111,8 +111,7 @@ def read_image(path: Path) -> np.ndarray:
 
 
 def read_label(path: Path) -> np.ndarray:
-    if not os.path.isfile(path):
-        raise BadInputError(f"label {path} does not exist", "every image needs a label with the same stem")
+    require_file(path, "label", "every image needs a label file (a PNG) with the same stem")
     label = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if label is None:
         raise BadInputError(f"label {path} cannot be read", "the file is corrupt or not a PNG; replace or remove it")
@@ -135,10 +134,13 @@ def check_pair(image: np.ndarray, label: np.ndarray, image_path, label_path, inf
 
 def read_list(path: Path) -> list[tuple[str, str]]:
     """A SegNet-style list: one 'image label' pair per line."""
-    if not path.is_file():
-        raise BadInputError(f"list file {path} does not exist", "check the dataset path and split name")
+    require_file(path, "list file", "check the dataset path and split name")
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInputError(f"cannot read list file {path}: {exc}", "pass a text file of 'image label' lines") from None
     pairs = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         parts = line.split()
@@ -152,11 +154,11 @@ def read_list(path: Path) -> list[tuple[str, str]]:
 def verify(dataset: SegDataset, progress: bool = True) -> None:
     """Read every sample once, so a dataset with unreadable, missing or mismatched files fails
     before training starts, naming the files, instead of an hour into it."""
-    from tqdm import tqdm
+    from edgeseg.progress import progress as bar
 
     problems = []
-    for index in tqdm(range(len(dataset)), desc=f"check {dataset.info.name} {dataset.split}", unit="img",
-                      disable=not progress, leave=False):
+    for index in bar(range(len(dataset)), desc=f"check {dataset.info.name} {dataset.split}", unit="img",
+                     disable=not progress, leave=False):
         try:
             dataset[index]
         except BadInputError as exc:

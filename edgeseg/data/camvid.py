@@ -10,6 +10,7 @@ from pathlib import Path
 
 from edgeseg.data.base import DatasetInfo, PairDataset, read_list
 from edgeseg.errors import BadInputError
+from edgeseg.inputs import require_folder
 
 CAMVID_INFO = DatasetInfo(
     name="camvid",
@@ -39,7 +40,6 @@ def camvid(root: str | Path, split: str = "train") -> PairDataset:
     root = Path(root)
     if split not in SPLITS:
         raise BadInputError(f"unknown CamVid split '{split}'", f"use one of {', '.join(SPLITS)}")
-    if not root.is_dir():
-        raise BadInputError(f"CamVid folder {root} does not exist", "pass the folder that holds train.txt and train/")
+    require_folder(root, "CamVid folder", "pass the folder that holds train.txt and train/")
     pairs = [(_resolve(root, image), _resolve(root, label)) for image, label in read_list(root / f"{split}.txt")]
     return PairDataset(CAMVID_INFO, pairs, split)

@@ -8,6 +8,7 @@ import numpy as np
 
 from edgeseg.data.base import DatasetInfo, PairDataset
 from edgeseg.errors import BadInputError
+from edgeseg.inputs import require_folder
 
 CITYSCAPES_INFO = DatasetInfo(
     name="cityscapes",
@@ -33,6 +34,7 @@ def cityscapes(root: str | Path, split: str = "train") -> PairDataset:
     root = Path(root)
     if split not in SPLITS:
         raise BadInputError(f"unknown Cityscapes split '{split}'", f"use one of {', '.join(SPLITS)}")
+    require_folder(root, "Cityscapes folder", "pass the folder that holds leftImg8bit/ and gtFine/")
     images = sorted((root / "leftImg8bit" / split).glob("*/*_leftImg8bit.png"))
     if not images:
         raise BadInputError(f"no images under {root / 'leftImg8bit' / split}",

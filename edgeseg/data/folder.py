@@ -7,6 +7,7 @@ from pathlib import Path
 
 from edgeseg.data.base import DatasetInfo, PairDataset
 from edgeseg.errors import BadInputError
+from edgeseg.inputs import path_kind, require_file, require_folder
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
@@ -16,7 +17,7 @@ def image_files(folder: str | Path) -> list[Path]:
 
     An empty folder is refused with a hint: the usual mistake is a dataset's root (its images are in
     split subfolders), which needs a dataset spec instead."""
-    folder = Path(folder)
+    folder = require_folder(folder, "image folder", "pass a folder of images")
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not files:
         subfolders = sorted(p.name for p in folder.iterdir() if p.is_dir())[:4]
@@ -27,8 +28,14 @@ def image_files(folder: str | Path) -> list[Path]:
 
 
 def read_classes(path: Path) -> tuple[tuple[str, ...], tuple[tuple[int, int, int], ...]]:
+    fix = "write one class name per line (optionally R G B)"
+    path = require_file(path, "classes file", fix)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInputError(f"cannot read classes file {path}: {exc}", fix) from None
     names, colours = [], []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    for number, line in enumerate(text.splitlines(), 1):
         parts = line.split()
         if not parts:
             continue
@@ -49,23 +56,17 @@ def read_classes(path: Path) -> tuple[tuple[str, ...], tuple[tuple[int, int, int
 
 def _find_classes_file(masks: Path) -> Path:
     for candidate in (masks / "classes.txt", masks.parent / "classes.txt"):
-        if candidate.is_file():
-            return candidate
+        if path_kind(candidate) != "missing":  # a folder named classes.txt is reported as one, not skipped
+            return require_file(candidate, "classes file", "write classes.txt (one class name per line)")
     raise BadInputError(f"no classes.txt in {masks} or {masks.parent}",
                         "write classes.txt (one class name per line) or pass folder:IMAGES,MASKS,CLASSES_FILE")
 
 
 def folder(images: str | Path, masks: str | Path, classes_file: str | Path | None = None,
            ignore_index: int = 255) -> PairDataset:
-    from edgeseg.inputs import path_kind, require_file
-
     images, masks = Path(images), Path(masks)
     for path, what in ((images, "images"), (masks, "masks")):
-        kind = path_kind(path)
-        if kind != "a directory":
-            raise BadInputError(f"{what} folder {path} " + ("does not exist" if kind == "missing" else
-                                                           f"is {kind}, not a folder"),
-                                "pass folder:IMAGES_DIR,MASKS_DIR")
+        require_folder(path, f"{what} folder", "pass folder:IMAGES_DIR,MASKS_DIR")
     if classes_file:
         classes_file = require_file(classes_file, "classes file", "write one class name per line (optionally R G B)")
     names, palette = read_classes(Path(classes_file) if classes_file else _find_classes_file(masks))

@@ -410,8 +410,9 @@ def write_road_video(path, frames: int = 300, size: tuple[int, int] = (360, 480)
     path = Path(path)
     if path.exists() and not overwrite:
         raise BadInputError(f"video {path} already exists", "pass overwrite=True or choose another path")
-    if not path.parent.is_dir():
-        raise BadInputError(f"folder {path.parent} does not exist", "create it or choose another path")
+    from edgeseg.inputs import require_folder
+
+    require_folder(path.parent, "folder", "create it or choose another path")  # names a file or FIFO as one
     h, w = _check_size(size)
     if not fps > 0:
         raise BadInputError(f"video frame rate {fps!r} is not positive", "pass fps=30 or another positive rate")

@@ -9,6 +9,7 @@ import numpy as np
 
 from edgeseg.data.base import DatasetInfo, PairDataset, read_label
 from edgeseg.errors import BadInputError
+from edgeseg.inputs import require_file, require_folder
 
 
 def _voc_palette(count: int) -> tuple[tuple[int, int, int], ...]:
@@ -50,6 +51,7 @@ _ORDER = np.argsort(_PALETTE_CODES)
 def read_voc_label(path: Path) -> np.ndarray:
     """Class ids from a VOC label: OpenCV expands palette PNGs to colours, so map colours back.
     Already index-valued PNGs (e.g. SegmentationClassAug) pass through."""
+    require_file(path, "label", "every VOC image needs its SegmentationClass PNG")
     raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if raw is None or raw.ndim == 2:
         return read_label(path)
@@ -63,12 +65,15 @@ def read_voc_label(path: Path) -> np.ndarray:
 
 
 def voc(root: str | Path, split: str = "train") -> PairDataset:
-    root = Path(root)
+    root = require_folder(root, "VOC folder", "pass VOCdevkit or VOCdevkit/VOC2012")
     if (root / "VOC2012").is_dir():
         root = root / "VOC2012"
     list_file = root / "ImageSets" / "Segmentation" / f"{split}.txt"
-    if not list_file.is_file():
-        raise BadInputError(f"no split list {list_file}", "pass VOCdevkit/VOC2012 and a split with a list (train, val)")
-    stems = [line.strip() for line in list_file.read_text().splitlines() if line.strip()]
+    require_file(list_file, "split list", "pass VOCdevkit/VOC2012 and a split with a list (train, val)")
+    try:
+        text = list_file.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInputError(f"cannot read split list {list_file}: {exc}", "pass a text file of image stems") from None
+    stems = [line.strip() for line in text.splitlines() if line.strip()]
     pairs = [(root / "JPEGImages" / f"{s}.jpg", root / "SegmentationClass" / f"{s}.png") for s in stems]
     return PairDataset(VOC_INFO, pairs, split, label_reader=read_voc_label)

@@ -125,6 +125,7 @@ def validate(data: Any, path: Path) -> None:
     check.get(data["backend"], "name", str, "backend.")
     check.get(data["backend"], "options", dict, "backend.", required=False)
     check.get(data["model"], "checkpoint", dict, "model.", required=False)  # path + sha256, for bench's torch baseline
+    check.get(data["model"], "weights", dict, "model.", required=False)  # shipped weights: key, dataset, val mIoU
     _validate_named_file(check, data["backend"], "engine", "backend.", data["files"], required=True)
     _validate_named_file(check, data["onnx"], "file", "onnx.", data["files"], required=False)
 

@@ -160,7 +160,7 @@ def _timed_round(engines: list[_Engine], frames: Sequence[bytes], config: BenchC
 
 def run_rounds(engines: list[_Engine], frames: Sequence[bytes], config: BenchConfig) -> None:
     """Warm up every engine, then the timed rounds."""
-    from tqdm import tqdm
+    from edgeseg.progress import progress
 
     for engine in engines:
         for i in range(config.warmup):
@@ -169,7 +169,7 @@ def run_rounds(engines: list[_Engine], frames: Sequence[bytes], config: BenchCon
     per_round = max(1, config.iterations // rounds)
     seconds = config.duration / rounds if config.duration else 0.0
     total = None if seconds else per_round * rounds * len(engines)
-    with tqdm(total=total, desc="bench", unit="call", disable=not config.progress, leave=False) as bar:
+    with progress(total=total, desc="bench", unit="call", disable=not config.progress, leave=False) as bar:
         for _ in range(rounds):
             _timed_round(engines, frames, config, per_round, seconds, bar)
 

@@ -79,6 +79,25 @@ class EvalSample:
 OnPrediction = Callable[[SampleLike, np.ndarray], None]  # (sample, class ids at its label's size)
 
 
+@dataclass(frozen=True)
+class KeptFrame:
+    """One evaluated frame kept to be looked at (`evaluate(keep=N)`): the strip of edgeseg.measure.strip."""
+
+    index: int  # in the samples
+    name: str
+    image: np.ndarray  # as the samples hold it (BGR)
+    label: np.ndarray | None  # ground truth, or None
+    ours: np.ndarray  # the predictor's class ids at the label's size (else the image's)
+    theirs: np.ndarray | None  # the reference's, or None
+    disagreement: float | None  # fraction of labelled pixels (all, without labels) where the two differ
+
+
+def spread(count: int, n: int) -> list[int]:
+    """`n` indices evenly spread over `count` items (the middle of each of n equal parts); all when n >= count."""
+    n = min(n, count)
+    return [int((i + 0.5) * count / n) for i in range(n)] if n > 0 else []
+
+
 @dataclass
 class EngineEval:
     """What the loop measured. `metrics` and `reference` need labels and classes; the rest a reference."""
@@ -89,6 +108,7 @@ class EngineEval:
     drop: dict = field(default_factory=dict)  # points: {"miou": ..., "per_class_iou": {...}}
     max_abs_logit_diff: float | None = None  # when both returned logits of one shape
     pixels_compared: int = 0
+    frames: list[KeptFrame] = field(default_factory=list)  # `keep`: a few frames to look at (not in to_dict)
 
     def to_dict(self) -> dict:
         out = self.metrics.to_dict()
@@ -103,26 +123,31 @@ class EngineEval:
 def evaluate(predictor: Predictor, samples: Sequence[SampleLike], classes: Sequence[str] | None = None,
              ignore_index: int | None = None, reference: Predictor | None = None, limit: int | None = None,
              progress: bool = False, *, on_prediction: OnPrediction | None = None, batch: int = 1,
-             same_outputs: bool = False) -> EngineEval:
+             same_outputs: bool = False, keep: int = 0) -> EngineEval:
     """Run `predictor` (and `reference`) over the first `limit` samples (0 or None: all), `batch` at a time.
 
     With `classes`, labelled samples are scored into a confusion matrix each; a dataset (anything with
     `.info`) must have as many classes. `on_prediction` sees every label map (saved predictions).
     `same_outputs`: the two must return arrays of one shape (one graph in two runtimes). A `batch` over
     1 needs images of one size once resized (a predictor with a `size`, or frames made alike).
+    `keep`: that many frames, evenly spread over the evaluated ones, are returned in `frames` with both
+    label maps (for edgeseg.measure.strip).
     """
     _check_classes(samples, classes)
     tally = _Tally(classes, _labels_ignore_index(samples, ignore_index), reference is not None)
     count = min(len(samples), _checked_limit(limit) or len(samples))
-    from tqdm import tqdm
+    kept = set(spread(count, keep))
+    from edgeseg.progress import progress as bar_for
 
-    with tqdm(total=count, desc="eval", unit="img", disable=not progress, leave=False) as bar:
+    with bar_for(total=count, desc="eval", unit="img", disable=not progress, leave=False) as bar:
         for start in range(0, count, batch):
             chunk = [samples[i] for i in range(start, min(start + batch, count))]
             raw, labels = _predict(predictor, chunk)
             ref_raw, ref_labels = _predict(reference, chunk) if reference is not None else (None, None)
             for i, sample in enumerate(chunk):
                 tally.add(sample.label, labels[i], None if ref_labels is None else ref_labels[i])
+                if start + i in kept:
+                    tally.keep(start + i, sample, labels[i], None if ref_labels is None else ref_labels[i])
                 if on_prediction is not None:
                     on_prediction(sample, labels[i])
             if ref_raw is not None:
@@ -180,6 +205,7 @@ class _Tally:
         self.compared = compared
         self.agree = self.counted = 0
         self.diff: float | None = None
+        self.frames: list[KeptFrame] = []
 
     def add(self, label: np.ndarray | None, ours: np.ndarray, theirs: np.ndarray | None) -> None:
         if label is not None and self.ours is not None:
@@ -196,6 +222,18 @@ class _Tally:
         self.agree += int(np.count_nonzero((ours == theirs) & valid))
         self.counted += int(np.count_nonzero(valid))
 
+    def keep(self, index: int, sample: SampleLike, ours: np.ndarray, theirs: np.ndarray | None) -> None:
+        disagreement = None
+        if theirs is not None:
+            differ = ours != theirs
+            if sample.label is not None and self.ignore_index is not None:
+                valid = sample.label != self.ignore_index
+                disagreement = np.count_nonzero(differ & valid) / max(np.count_nonzero(valid), 1)
+            else:
+                disagreement = np.count_nonzero(differ) / differ.size
+        self.frames.append(KeptFrame(index, str(getattr(sample, "name", "") or index), sample.image, sample.label,
+                                     ours, theirs, None if disagreement is None else float(disagreement)))
+
     def add_raw(self, ours: np.ndarray, theirs: np.ndarray, same_outputs: bool) -> None:
         """The largest |logit difference| over the batches where both returned logits of one shape."""
         if ours.shape != theirs.shape:
@@ -211,9 +249,9 @@ class _Tally:
         metrics = self.ours.compute(classes) if self.ours is not None else None
         agreement = self.agree / max(self.counted, 1) if self.compared else None
         if self.theirs is None:
-            return EngineEval(metrics, None, agreement, {}, self.diff, self.counted)
+            return EngineEval(metrics, None, agreement, {}, self.diff, self.counted, self.frames)
         ref = self.theirs.compute(classes)
-        return EngineEval(metrics, ref, agreement, _drop(metrics, ref), self.diff, self.counted)
+        return EngineEval(metrics, ref, agreement, _drop(metrics, ref), self.diff, self.counted, self.frames)
 
 
 def _drop(metrics: SegMetrics, ref: SegMetrics) -> dict:
@@ -230,15 +268,40 @@ def label_writer(folder: str | Path) -> OnPrediction:
     The folder must be new or empty, so that a folder of predictions is always one run's; it is made
     at the first prediction, so a run refused before it starts leaves nothing behind.
     """
-    folder = Path(folder)
-    if folder.exists() and any(folder.iterdir()):
-        raise EdgesegError(f"prediction folder {folder} is not empty", "pass an empty or new folder")
+    folder = check_prediction_folder(folder)
 
     def write(sample: SampleLike, labels: np.ndarray) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(folder / f"{sample.name}.png"), labels)
+        path = folder / f"{sample.name}.png"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            written = cv2.imwrite(str(path), labels)  # False, not an exception, when the write fails
+        except (OSError, cv2.error) as exc:
+            raise EdgesegError(f"cannot save the prediction {path}: {exc}", _SAVE_FIX) from None
+        if not written:
+            raise EdgesegError(f"cannot save the prediction {path} (a full or read-only disk?)", _SAVE_FIX)
 
     return write
+
+
+_SAVE_FIX = "free space on that disk or pass another --save-predictions folder, then run again"
+
+
+def check_prediction_folder(folder: str | Path) -> Path:
+    """A --save-predictions folder, checked before the work: new or empty, a folder (not a file), and
+    writable (edgeseg.io.require_writable_folder: read-only disks, no permission, a parent that is a file)."""
+    import os
+
+    from edgeseg.inputs import path_kind
+    from edgeseg.io import require_writable_folder
+
+    folder = Path(folder)
+    kind = path_kind(folder)
+    if kind not in ("missing", "a directory") and os.path.lexists(folder):  # under a file: the folder check says so
+        raise EdgesegError(f"prediction folder {folder} is {kind}, not a folder", "pass an empty or new folder")
+    if kind == "a directory" and any(folder.iterdir()):
+        raise EdgesegError(f"prediction folder {folder} is not empty", "pass an empty or new folder")
+    require_writable_folder(folder, "--save-predictions", "pass a --save-predictions folder you can write to")
+    return folder
 
 
 def format_comparison(result: EngineEval) -> str:

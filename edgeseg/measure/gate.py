@@ -159,9 +159,18 @@ def _warn_environment(new: BenchRun, base: BenchRun, result: GateResult) -> None
 EVAL_FIX = "pass a file written by `edgeseg eval --engine ... --json FILE`"
 
 
-def read_eval(path: str | Path) -> dict:
+class EvalFile(dict):
+    """An eval JSON's content, knowing the file it was read from (`path`): its strip of frames is named
+    relative to it."""
+
+    path: Path | None = None
+
+
+def read_eval(path: str | Path) -> EvalFile:
     """An `edgeseg eval --engine ... --json` file (EngineEval.to_dict), checked where it is read: the
-    accuracy rules compare its numbers, and a NaN mIoU is under no floor, so it would pass every one."""
+    accuracy rules compare its numbers, and a NaN mIoU is under no floor, so it would pass every one.
+    The report's fields too: the reference's per-class IoU, the drops, the strip of frames (`samples`,
+    absent from files written before it)."""
     from edgeseg.inputs import read_json
 
     data = read_json(path, "eval JSON", EVAL_FIX)
@@ -180,7 +189,39 @@ def read_eval(path: str | Path) -> dict:
                 _check_fraction(value, f"{key}.{name}", path, "null or a fraction between 0 and 1")
     if "reference" in data and not (isinstance(data["reference"], dict) and "miou" in data["reference"]):
         _refuse_eval(path, "reference", data["reference"], "the reference's metrics")
-    return data
+    _check_per_class(data.get("reference", {}).get("per_class_iou", {}), "reference.per_class_iou", path,
+                     _check_fraction, "null or a fraction between 0 and 1")
+    _check_per_class(data.get("per_class_iou_drop_points", {}), "per_class_iou_drop_points", path, _check_number,
+                     "null or a finite number of points")
+    if "samples" in data:
+        _check_samples(data["samples"], path)
+    out = EvalFile(data)
+    out.path = Path(path)
+    return out
+
+
+def _check_per_class(values: object, key: str, path: str | Path, check, should: str) -> None:
+    if not isinstance(values, dict):
+        _refuse_eval(path, key, values, "an object of class -> value")
+    for name, value in values.items():
+        if value is not None:
+            check(value, f"{key}.{name}", path, should)
+
+
+def _check_samples(samples: object, path: str | Path) -> None:
+    """The strip's file name (relative to the eval JSON), its columns, and each frame's disagreement."""
+    if not isinstance(samples, dict) or not isinstance(samples.get("strip"), str) or not samples["strip"]:
+        _refuse_eval(path, "samples", samples, "the strip of frames (an object with a \"strip\" file name)")
+    columns = samples.get("columns", [])
+    if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
+        _refuse_eval(path, "samples.columns", columns, "a list of column names")
+    frames = samples.get("frames", [])
+    if not isinstance(frames, list) or not all(isinstance(f, dict) for f in frames):
+        _refuse_eval(path, "samples.frames", frames, "a list of frames")
+    for i, frame in enumerate(frames):
+        if frame.get("disagreement") is not None:
+            _check_fraction(frame["disagreement"], f"samples.frames[{i}].disagreement", path,
+                            "null or a fraction between 0 and 1")
 
 
 def _check_fraction(value: object, key: str, path: str | Path, should: str) -> None:

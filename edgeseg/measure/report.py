@@ -7,12 +7,13 @@ a CI artifact or an e-mail attachment. All text is escaped.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
 from typing import Sequence
 
 from edgeseg.measure.envinfo import short
+from edgeseg.measure.report_frames import html_sections, markdown_sections, sections
 from edgeseg.measure.report_stream import html_streams, markdown_streams
 from edgeseg.measure.results import STAGES, BenchResult, BenchRun, read_json
 from edgeseg.measure.svgplot import box_strip, scatter, stacked_bars
@@ -27,6 +28,7 @@ class Row:
     run: BenchRun
     miou: float | None = None  # percent
     drop: float | None = None  # points against the eval's reference
+    evaluation: dict | None = field(default=None, repr=False)  # the eval JSON: per-class IoU, strip of frames
 
 
 def collect(paths: Sequence[str], evals: dict[str | None, dict] | None = None) -> tuple[list[Row], list[BenchRun]]:
@@ -49,6 +51,7 @@ def collect(paths: Sequence[str], evals: dict[str | None, dict] | None = None) -
 def _attach(row: Row, data: dict) -> None:
     drop = data.get("miou_drop_points")
     row.miou, row.drop = 100.0 * data["miou"], None if drop is None else drop + 0.0  # + 0.0: no "-0.00"
+    row.evaluation = data
 
 
 def _precision(r: BenchResult) -> str:
@@ -78,8 +81,10 @@ HEADERS = ["engine", "backend", "precision", "p50 ms", "p90 ms", "p99 ms", "mean
 NUMERIC = set(range(3, len(HEADERS) - 1))
 
 
-def markdown(rows: list[Row], runs: list[BenchRun], streams: Sequence[dict] = ()) -> str:
-    """A Markdown table (GitHub flavour) with one line per run saying where it ran."""
+def markdown(rows: list[Row], runs: list[BenchRun], streams: Sequence[dict] = (),
+             base: str | os.PathLike | None = None) -> str:
+    """A Markdown table (GitHub flavour) with one line per run saying where it ran, then each eval's
+    segmentation (strip of frames linked relative to `base`, the Markdown file's folder; per-class IoU)."""
     lines = ["| " + " | ".join(HEADERS) + " |",
              "| " + " | ".join("---:" if i in NUMERIC else "---" for i in range(len(HEADERS))) + " |"]
     for row in rows:
@@ -90,7 +95,8 @@ def markdown(rows: list[Row], runs: list[BenchRun], streams: Sequence[dict] = ()
         lines.append(f"Run {i}: {short(run.environment)}; {cfg.get('rounds')} interleaved rounds, "
                      f"{len(run.results[0].samples_ms) if run.results else 0} timed calls per engine; "
                      f"data {run.context.get('data', '?')}; peak RSS {_f(run.peak_rss_mb, '.0f')} MB (whole process).")
-    return "\n".join(lines) + "\n" + markdown_streams(streams)
+    segmentation = markdown_sections(sections((r.label, r.evaluation) for r in rows), base)
+    return "\n".join(lines) + "\n" + markdown_streams(streams) + segmentation
 
 
 CSS = """body{font-family:sans-serif;margin:24px;color:#222;max-width:1400px}
@@ -117,6 +123,7 @@ def html(rows: list[Row], runs: list[BenchRun], title: str = "edgeseg benchmark 
                    "no reference" if r.drop is None else f"mIoU drop {r.drop:.2f} pts") for r in scored]
         parts += ["<h2>Accuracy vs latency</h2>",
                   scatter(points, "accuracy vs latency", "p50 latency per call (ms)", "mIoU (%)")]
+        parts.append(html_sections(sections((r.label, r.evaluation) for r in scored)))
     else:
         parts.append("<p class=\"note\">No eval results given: pass <code>--eval ENGINE=FILE.json</code> "
                      "(from <code>edgeseg eval --engine ... --json</code>) for the accuracy-vs-latency chart.</p>")
@@ -163,7 +170,8 @@ def write_report(out: str | os.PathLike, rows: list[Row], runs: list[BenchRun], 
     `overwrite`; returns what was written."""
     from edgeseg.io import atomic_path
 
-    text = html(rows, runs, title, streams) if str(out).lower().endswith((".html", ".htm")) else markdown(rows, runs, streams)
+    text = html(rows, runs, title, streams) if str(out).lower().endswith((".html", ".htm")) else \
+        markdown(rows, runs, streams, Path(out).parent)
     with atomic_path(out, overwrite=overwrite) as tmp:
         tmp.write_text(text)
     return text

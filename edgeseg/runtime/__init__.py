@@ -4,6 +4,8 @@
     with load("engines/deeplabv3plus-fp32-openvino") as session:
         labels = session.infer(resize_to_input(frame, session.manifest.input.size)[None])
 
+`newest_engine()` is what commands run without --engine: the newest engine directory under engines/.
+
 Imports numpy, OpenCV and the one inference library the engine needs; never torch.
 """
 
@@ -19,13 +21,13 @@ from edgeseg.runtime.session import LoadOptions, Session
 
 __all__ = ["load", "LoadOptions", "Session", "Manifest", "resize_to_input",
            "Pipeline", "PipelineConfig", "VideoFile", "ImageFolder", "Camera", "RTSP", "GStreamer", "Reconnect",
-           "VideoSink", "PngFolder", "WindowSink", "NullSink", "CallbackSink"]
+           "VideoSink", "PngFolder", "WindowSink", "NullSink", "CallbackSink", "newest_engine"]
 
 # The streaming API, imported on first use so that `load` alone stays as light as it was.
 _LAZY = {"Pipeline": "pipeline", "PipelineConfig": "pipeline", "VideoFile": "sources", "ImageFolder": "sources",
          "Camera": "sources", "RTSP": "sources", "GStreamer": "sources", "Reconnect": "sources",
          "VideoSink": "sinks", "PngFolder": "sinks", "WindowSink": "sinks", "NullSink": "sinks",
-         "CallbackSink": "sinks"}
+         "CallbackSink": "sinks", "newest_engine": "engines"}
 
 
 def __getattr__(name: str):

@@ -8,7 +8,6 @@ import errno
 import os
 import secrets
 import sys
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -60,23 +59,12 @@ def check_file_destination(path: Path, overwrite: bool, flag: str) -> None:
 
 
 def check_writable(folder: Path, flag: str) -> None:
-    """`folder` exists or can be made, and a file can be written in it. A real probe file is the one check that
-    sees read-only mounts, full disks, quotas and ACLs alike (os.access sees none of them for root)."""
-    existing = folder
-    while path_kind(existing) != "a folder":
-        if path_kind(existing) != "nothing":
-            raise EdgesegError(f"cannot make the folder {folder} for {flag}: {existing} is {path_kind(existing)}",
-                               f"choose another {flag}")
-        existing = existing.parent
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".edgeseg-probe-", dir=existing)
-        try:
-            os.write(fd, b"\0")
-        finally:
-            os.close(fd)
-            os.unlink(probe)
-    except OSError as exc:
-        raise write_error(existing, exc, f"write {flag} in") from None
+    """`folder` exists or can be made, and a file can be written in it: the check every command's outputs get
+    (edgeseg.io.require_writable_folder writes a probe file, the one check that sees read-only mounts, full
+    disks, quotas and ACLs alike; os.access sees none of them for root)."""
+    from edgeseg.io import require_writable_folder
+
+    require_writable_folder(folder, flag, f"choose another {flag} in a folder you can write to")
 
 
 def refuse_overwriting_inputs(sink_or_path, inputs: Sequence[Path], flag: str) -> None:

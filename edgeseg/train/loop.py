@@ -195,13 +195,13 @@ class Trainer:
         self.best_epoch, self.history = state["best_epoch"], payload["metadata"]["history"]
 
     def train_epoch(self, epoch: int) -> float:
-        from tqdm import tqdm
+        from edgeseg.progress import progress
 
         self.model.train()
         self.loader.dataset.set_epoch(epoch)
         total, count, self.skipped = 0.0, 0, 0
-        bar = tqdm(self.loader, desc=f"epoch {epoch + 1}/{self.config.epochs}", unit="batch",
-                   disable=not self.config.progress, leave=False)
+        bar = progress(self.loader, desc=f"epoch {epoch + 1}/{self.config.epochs}", unit="batch",
+                       disable=not self.config.progress, leave=False)
         for images, labels in bar:
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
                 outputs = self.model(self.preprocess(images).contiguous(memory_format=torch.channels_last))

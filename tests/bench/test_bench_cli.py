@@ -77,9 +77,21 @@ def test_openvino_throughput_mode_uses_async_requests(tiny_openvino, tmp_path):
     assert r.stages_ms == {} and r.app_fps is None
 
 
-def test_bench_needs_an_engine(capsys):
+def test_bench_needs_an_engine(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no engines/ here: nothing to default to
     assert main(["bench", "--no-progress"]) == 2
-    assert "no engine to bench" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "none under engines/" in err and "edgeseg build --model deeplabv3plus --precision int8" in err
+
+
+def test_bench_defaults_to_the_newest_engine(tiny_engine, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    shutil.copytree(tiny_engine, tmp_path / "engines" / "tiny-ort")
+    monkeypatch.chdir(tmp_path)
+    assert main(["bench", *FAST, "--throughput-seconds", "0", "--no-stages"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("engine: engines/tiny-ort (newest under engines/, built ") and "tiny-ort" in out
 
 
 def test_bench_report_gate_import_no_torch():

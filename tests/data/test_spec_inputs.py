@@ -78,3 +78,80 @@ def test_an_empty_image_folder_points_at_the_dataset_spec(camvid_root):
     with pytest.raises(BadInputError, match="holds no images.*holds the folders") as info:
         image_files(camvid_root)
     assert f"camvid:{camvid_root}:train" in info.value.fix
+
+
+# -- a directory, FIFO or device where a dataset file is expected: named as what it is ------------------------
+def _swap(path, kind: str) -> None:
+    """Replace the file at `path` with a directory, a FIFO or a link to a character device."""
+    import os
+
+    path.unlink()
+    if kind == "a directory":
+        path.mkdir()
+    elif kind == "a FIFO":
+        os.mkfifo(path)
+    else:
+        path.symlink_to("/dev/null")
+
+
+@pytest.mark.parametrize("kind", ["a directory", "a FIFO", "a character device"])
+@pytest.mark.parametrize("which", ["image", "label"])
+def test_a_dataset_file_that_is_not_a_file_says_what_it_is(tmp_path, which, kind):
+    root = write_camvid(tmp_path / "cv", count=2)
+    path = root / ("train/0001TP_train_001.jpg" if which == "image" else "trainannot/0001TP_train_001.png")
+    _swap(path, kind)
+    dataset = parse_spec(f"camvid:{root}")
+    dataset[0]
+    with pytest.raises(BadInputError, match=f"{which} {path} is {kind}") as err:  # not "does not exist", never blocks
+        dataset[1]
+    assert "not a file" in err.value.problem
+
+
+@pytest.mark.parametrize("kind", ["a directory", "a FIFO"])
+def test_a_split_list_that_is_not_a_file_says_what_it_is(tmp_path, kind):
+    root = write_camvid(tmp_path / "cv", count=1)
+    _swap(root / "val.txt", kind)
+    with pytest.raises(BadInputError, match=f"list file .*val.txt is {kind}"):
+        parse_spec(f"camvid:{root}:val")
+
+
+def test_a_dataset_root_that_is_a_file_says_so(tmp_path):
+    root = tmp_path / "camvid-root"
+    root.write_text("not a folder")
+    for spec in (f"camvid:{root}:val", f"cityscapes:{root}:val", f"voc:{root}:val"):
+        with pytest.raises(BadInputError, match=f"folder {root} is a file, not a folder"):
+            parse_spec(spec)
+
+
+def test_voc_split_list_and_labels_say_what_they_are(tmp_path):
+    root = tmp_path / "VOC2012"
+    (root / "ImageSets" / "Segmentation" / "val.txt").mkdir(parents=True)
+    with pytest.raises(BadInputError, match="split list .*val.txt is a directory, not a file"):
+        parse_spec(f"voc:{root}:val")
+    from edgeseg.data.voc import read_voc_label
+
+    (tmp_path / "label.png").mkdir()
+    with pytest.raises(BadInputError, match="label .*label.png is a directory, not a file"):
+        read_voc_label(tmp_path / "label.png")
+
+
+def test_a_found_classes_file_that_is_a_directory_is_named_not_skipped(tmp_path):
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    (masks / "classes.txt").mkdir(parents=True)
+    with pytest.raises(BadInputError, match="classes file .*classes.txt is a directory, not a file"):
+        parse_spec(f"folder:{images},{masks}")
+
+
+def test_an_image_folder_that_is_a_file_says_so(tmp_path):
+    (tmp_path / "frames").write_text("")
+    with pytest.raises(BadInputError, match="image folder .*frames is a file, not a folder"):
+        image_files(tmp_path / "frames")
+
+
+def test_a_video_folder_that_is_a_file_says_so(tmp_path):
+    from edgeseg.data.synthetic import write_road_video
+
+    (tmp_path / "videos").write_text("")
+    with pytest.raises(BadInputError, match="folder .*videos is a file, not a folder"):
+        write_road_video(tmp_path / "videos" / "road.mp4", frames=1)

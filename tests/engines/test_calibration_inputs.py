@@ -200,3 +200,46 @@ def test_a_directory_where_the_cache_goes_is_named(cached):
     cached.cache.mkdir()
     with pytest.raises(BadInputError, match="is a directory, not a file"):
         cached.quantize("blocked")
+
+
+# --- TensorRT's implicit-calibrator cache: its content is checked too, not only its key and sha256 ----------
+GOOD_TRT_CACHE = b"TRT-100300-EntropyCalibration2\ninput: 3c010a14\n(Unnamed Layer* 8) [Constant]_output: 39137939\n"
+
+
+@pytest.mark.parametrize("data,reason", [
+    (b"TRT-100300-EntropyCalibration2\ninput: 7fc00000\n", "unusable scale nan"),
+    (b"TRT-100300-EntropyCalibration2\ninput: 7f800000\n", "unusable scale inf"),
+    (b"TRT-100300-EntropyCalibration2\ninput: bf800000\n", "unusable scale -1.0"),
+    (b"TRT-100300-MinMaxCalibration\ninput: 3c010a14\n", "made by MinMaxCalibration"),
+    (b"input: 3c010a14\n", "no TRT-<version>-<algorithm> header"),
+    (b"TRT-100300-EntropyCalibration2\ninput 3c010a14\n", "not 'tensor: hex scale' (line 2)"),
+    (b"TRT-100300-EntropyCalibration2\ninput: 3c010a14zz\n", "not 'tensor: hex scale' (line 2)"),
+    (b"TRT-100300-EntropyCalibration2\ninput: 3c010a14\ninput: 3c010a15\n", "names tensor 'input' twice"),
+    (b"TRT-100300-EntropyCalibration2\n", "holds no tensor scales"),
+    (b"", "no TRT-<version>-<algorithm> header"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00", "is not text"),
+], ids=["nan", "inf", "negative", "other-algorithm", "no-header", "no-colon", "bad-hex", "twice", "empty-body",
+        "empty", "binary"])
+def test_a_crafted_tensorrt_cache_with_the_right_key_is_recalibrated_never_used(tmp_path, capsys, data, reason):
+    from edgeseg.backends.tensorrt import int8 as trt_int8
+
+    cache, key = tmp_path / "c.cache", {"onnx_sha256": "a", "method": trt_int8.IMPLICIT_METHOD}
+    cache.write_bytes(data)
+    seal_cache(cache, key)  # a sidecar that matches: the key and sha256 alone would let it through
+    assert cache_is_valid(cache, key)
+    assert trt_int8.cache_problem(data) is not None and reason in trt_int8.cache_problem(data)
+    assert trt_int8.read_valid_cache(cache, key) is None
+    assert reason in capsys.readouterr().out
+    with pytest.raises(EdgesegError, match="TensorRT wrote a calibration cache that"):
+        trt_int8.write_cache(tmp_path / "new.cache", key, data)  # never sealed for the next build
+    assert not (tmp_path / "new.cache").exists()
+
+
+def test_the_good_tensorrt_cache_is_read_and_written(tmp_path):
+    from edgeseg.backends.tensorrt import int8 as trt_int8
+
+    assert trt_int8.cache_problem(GOOD_TRT_CACHE) is None
+    assert trt_int8.cache_problem(b"TRT-8601-EntropyCalibration2\r\nx: 0\r\n") is None  # zero scale, CRLF, old version
+    cache, key = tmp_path / "c.cache", {"onnx_sha256": "a", "method": trt_int8.IMPLICIT_METHOD}
+    trt_int8.write_cache(cache, key, GOOD_TRT_CACHE)
+    assert trt_int8.read_valid_cache(cache, key) == GOOD_TRT_CACHE

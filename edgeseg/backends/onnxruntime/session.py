@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import shlex
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -14,14 +12,13 @@ from edgeseg.manifest import Manifest
 from edgeseg.runtime import cpu
 from edgeseg.runtime.session import LoadOptions, Session
 
-# Set to 1 to load an INT8 engine whose weights may saturate on this CPU anyway, with a warning (to
-# measure what saturation costs, say); without it such an engine is refused at load.
-ALLOW_SATURATION_ENV = "EDGESEG_ALLOW_INT8_SATURATION"
-VNNI_ONLY_FLAG = "--int8-vnni-only"  # `edgeseg build`'s opt-in to full-range weights (BackendOptions.int8_vnni_only)
-
-
-class Int8CpuWarning(UserWarning):
-    """An INT8 engine loaded on a CPU where it may compute wrong values, or where that cannot be told."""
+# The INT8 CPU check is shared with OpenVINO (edgeseg.runtime.cpu); its names stay importable from here.
+ALLOW_SATURATION_ENV = cpu.ALLOW_SATURATION_ENV
+VNNI_ONLY_FLAG = cpu.VNNI_ONLY_FLAG
+Int8CpuWarning = cpu.Int8CpuWarning
+int8_requirement = cpu.int8_requirement
+rebuild_command = cpu.rebuild_command
+KERNELS = "ONNX Runtime's U8S8 kernels"
 
 
 def open_session(path: Path, threads: int, spin: bool = False):
@@ -45,59 +42,10 @@ def open_session(path: Path, threads: int, spin: bool = False):
                            "rebuild the engine with `edgeseg build ... --force`") from exc
 
 
-def int8_requirement(manifest: Manifest) -> str | None:
-    """What the engine's INT8 graph needs from an x86 CPU (`edgeseg.runtime.cpu`); None for float engines.
-
-    The ORT build records it in backend.options["requires"]. Engines built before it did hold
-    full-range U8S8 weights, which only CPUs with VNNI add up exactly: they need VNNI.
-    """
-    if manifest.precision.get("as_run") != "int8":
-        return None
-    return manifest.backend.get("options", {}).get("requires", cpu.NEEDS_VNNI)
-
-
 def check_int8_cpu(manifest: Manifest, root: Path) -> None:
-    """Refuse an INT8 engine whose weights saturate on this CPU (a warning with ALLOW_SATURATION_ENV=1).
-
-    On x86 CPUs without VNNI, ONNX Runtime adds u8 x s8 products in pairs into a saturating int16
-    (`vpmaddubsw`); full-range weights overflow it and the engine returns wrong labels without any error.
-    """
-    requires = int8_requirement(manifest)
-    if requires is None:
-        return
-    try:
-        why = cpu.unmet(requires, cpu.cpu_flags())
-    except ValueError:
-        warnings.warn(f"{root}: its INT8 graph needs a CPU with {requires}, and this CPU's flags cannot be read "
-                      f"(no /proc/cpuinfo); on a CPU without VNNI its outputs would be wrong. "
-                      f"An engine built without {VNNI_ONLY_FLAG} runs on any x86 CPU", Int8CpuWarning, stacklevel=3)
-        return
-    if why is None:
-        return
-    recorded = "requires" in manifest.backend.get("options", {})
-    weights = "full-range int8 weights" if recorded else "full-range int8 weights (built before edgeseg recorded this)"
-    problem = (f"{root} is an INT8 engine with {weights}: it needs a CPU with {requires}, and {why}. Without VNNI, "
-               "ONNX Runtime's U8S8 kernels add products in pairs into a saturating int16 (vpmaddubsw), and this "
-               "engine's pairs overflow it: it may return wrong labels without any error")
-    fix = (f"rebuild it with 7-bit weights, which run on every x86 CPU (the default): `{rebuild_command(manifest)}`; "
-           f"or set {ALLOW_SATURATION_ENV}=1 to run it anyway")
-    if os.environ.get(ALLOW_SATURATION_ENV) == "1":
-        warnings.warn(f"{problem} ({ALLOW_SATURATION_ENV}=1: loading it anyway). Fix: {fix}", Int8CpuWarning,
-                      stacklevel=3)
-        return
-    raise EdgesegError(problem, fix)
-
-
-def rebuild_command(manifest: Manifest) -> str:
-    """The engine's recorded `edgeseg build` command without the VNNI-only opt-in, with --force."""
-    try:
-        words = shlex.split(manifest.command)
-    except ValueError:
-        words = []
-    if "build" not in words:
-        return "edgeseg build --checkpoint CKPT --backend onnxruntime --precision int8 --calib SPEC --force"
-    words = ["edgeseg"] + [w for w in words[words.index("build"):] if w != VNNI_ONLY_FLAG]
-    return shlex.join(words + ([] if "--force" in words else ["--force"]))
+    """Refuse an INT8 engine whose weights saturate ONNX Runtime's U8S8 kernels on this CPU (a warning with
+    ALLOW_SATURATION_ENV=1): see edgeseg.runtime.cpu."""
+    cpu.check_int8_cpu(manifest, root, KERNELS)
 
 
 class OrtSession(Session):

@@ -34,7 +34,16 @@ def build(onnx_path: Path, out_dir: Path, spec: BuildSpec) -> Built:
     options = {"device": device, "inference_precision_hint": HINTS[spec.precision]}
     if spec.precision == "int8":
         model, report = _nncf_int8(model, spec)
-        options["quantization"] = {"tool": "nncf", "keep_float": list(spec.keep_float)}
+        options["quantization"] = {"tool": "nncf", "keep_float": list(spec.keep_float),
+                                   "overflow_fix": overflow_fix(spec).value}
+        # What the IR needs from the CPU, read from the weights it holds and checked at load
+        # (edgeseg.runtime.cpu.check_int8_cpu): full-range dense weights saturate oneDNN's vpmaddubsw
+        # pairs on x86 CPUs without VNNI
+        from edgeseg.runtime.cpu import FULL_RANGE, REDUCED_RANGE, SATURATION_FREE_WEIGHT, requirement_for_weights
+
+        widest = widest_dense_weight(model)
+        options.update(int8_weights=REDUCED_RANGE if widest <= SATURATION_FREE_WEIGHT else FULL_RANGE,
+                       requires=requirement_for_weights(widest))
         if report is not None:
             options["budget"] = report.to_dict()
             print(report.summary())
@@ -46,11 +55,60 @@ def build(onnx_path: Path, out_dir: Path, spec: BuildSpec) -> Built:
     if spec.precision == "int8":
         layers = layer_precisions(compiled)
         as_run = "int8" if layers.get("int8") else as_run
-        note = "layers by runtime precision: " + ", ".join(f"{k} {v}" for k, v in sorted(layers.items()))
+        note = ("layers by runtime precision: " + ", ".join(f"{k} {v}" for k, v in sorted(layers.items()))
+                + f"; {options['int8_weights']} weights (NNCF overflow_fix={options['quantization']['overflow_fix']}; "
+                f"runs on: {options['requires']})")
         not_int8 = float_layers(compiled)
     elif as_run != spec.precision:
         note = f"{device} has no {spec.precision.upper()} arithmetic; OpenVINO runs this IR in {as_run}"
     return Built([XML, BIN], as_run, f"{device} ({_device_name(device)})", version(), note, options, not_int8)
+
+
+def overflow_fix(spec: BuildSpec):
+    """NNCF's answer to the 16-bit saturation of u8 x s8 pairs on x86 CPUs without VNNI (see
+    edgeseg.runtime.cpu): ENABLE quantizes every dense convolution's and MatMul's weights to half the int8
+    range, so the IR computes the same labels on every x86 CPU; `--int8-vnni-only` asks for DISABLE (full
+    range, exact only with VNNI). NNCF's own default, FIRST_LAYER, bounds only the first convolution:
+    exact nowhere without VNNI, so it is never used."""
+    import nncf
+
+    return nncf.OverflowFix.DISABLE if spec.options.int8_vnni_only else nncf.OverflowFix.ENABLE
+
+
+# Ops whose int8 weights oneDNN multiplies in u8 x s8 pairs (vpmaddubsw) without VNNI. Depthwise
+# GroupConvolutions (one input and one output channel per group) widen to 16 bits first: exact.
+PAIRWISE_OPS = ("Convolution", "GroupConvolution", "ConvolutionBackpropData", "GroupConvolutionBackpropData",
+                "MatMul")
+
+
+def widest_dense_weight(model) -> int:
+    """The largest |int8 weight| any pairwise op reads in `model` (an ov.Model), followed from each int8
+    Constant through its dequantization (Convert, Subtract, Multiply, Reshape) to the op: read from the
+    IR itself, independently of what NNCF was asked for. 0 when there is none."""
+    import numpy as np
+    import openvino as ov
+
+    widest = 0
+    for op in model.get_ordered_ops():
+        if op.get_type_name() != "Constant" or op.get_element_type() != ov.Type.i8:
+            continue
+        consumer, steps = op, 0
+        while consumer.get_type_name() not in PAIRWISE_OPS and steps < 8:
+            targets = list(consumer.output(0).get_target_inputs())
+            if not targets:
+                break
+            consumer, steps = targets[0].get_node(), steps + 1
+        if consumer.get_type_name() not in PAIRWISE_OPS or _is_depthwise(consumer):
+            continue
+        widest = max(widest, int(np.abs(op.get_data().astype(np.int32)).max(initial=0)))
+    return widest
+
+
+def _is_depthwise(op) -> bool:
+    if not op.get_type_name().startswith("Group"):
+        return False
+    shape = op.input(1).get_partial_shape()  # (groups, out per group, in per group, kh, kw)
+    return shape.rank.is_static and shape.rank.get_length() >= 3 and shape[1] == 1 and shape[2] == 1
 
 
 def _nncf_int8(model, spec: BuildSpec):
@@ -63,14 +121,15 @@ def _nncf_int8(model, spec: BuildSpec):
     ignored = nncf.IgnoredScope(names=list(spec.keep_float), validate=False) if spec.keep_float else None
     common = {"subset_size": len(batches), "preset": nncf.QuantizationPreset.PERFORMANCE,
               **({"ignored_scope": ignored} if ignored else {})}
+    advanced = nncf.AdvancedQuantizationParameters(overflow_fix=overflow_fix(spec))
     with reported("NNCF cannot quantize the IR", nncf_fix):
-        quantized = nncf.quantize(model, nncf.Dataset(batches), **common)
+        quantized = nncf.quantize(model, nncf.Dataset(batches), advanced_parameters=advanced, **common)
     if spec.budget is None:
         return quantized, None
-    return _within_budget(model, quantized, batches, common, spec.budget)
+    return _within_budget(model, quantized, batches, common, advanced, spec.budget)
 
 
-def _within_budget(model, quantized, batches, common, budget):
+def _within_budget(model, quantized, batches, common, advanced, budget):
     """Measure the all-INT8 drop; past the budget, NNCF's accuracy control reverts the layers that
     cost the most to float (it compiles with an f32 hint, so its FP32 reference is true FP32)."""
     import nncf
@@ -105,7 +164,8 @@ def _within_budget(model, quantized, batches, common, budget):
             quantized = nncf.quantize_with_accuracy_control(
                 model, nncf.Dataset(batches), nncf.Dataset(list(range(len(val.frames))), lambda i: val.frames[i:i + 1]),
                 validate, max_drop=budget.max_drop / 100.0, drop_type=nncf.DropType.ABSOLUTE,
-                advanced_accuracy_restorer_parameters=restorer, **common)
+                advanced_quantization_parameters=advanced, advanced_accuracy_restorer_parameters=restorer,
+                **common)
         compiled, predict = predictor(quantized)
         final, strategy = val.miou(predict), "nncf-accuracy-control"
     layers = runtime_layers(compiled)

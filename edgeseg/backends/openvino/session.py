@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeseg.manifest import CACHE_DIR, Manifest, ManifestError
+from edgeseg.runtime import cpu
 from edgeseg.runtime.session import LoadOptions, Session
 
 XML, BIN = "model.xml", "model.bin"
@@ -69,6 +70,7 @@ class OpenVinoSession(Session):
         if options.threads:
             core.set_property("CPU", {"INFERENCE_NUM_THREADS": options.threads})
         device = options.device or manifest.backend.get("options", {}).get("device", "CPU")
+        check_int8_cpu(manifest, root, device)
         cache = cache_dir(manifest, root, options.cache_dir)  # compiled blobs make the second load fast
         self._compiled = compile_ir(core, root / XML, device, manifest.precision["requested"],
                                   options.performance_hint, cache)
@@ -110,6 +112,18 @@ class OpenVinoSession(Session):
 
     def describe(self) -> dict:
         return {**super().describe(), "precision_as_run": self.precision_as_run}
+
+
+KERNELS = "OpenVINO's CPU plugin (oneDNN's u8 x s8 convolutions)"
+
+
+def check_int8_cpu(manifest: Manifest, root: Path, device: str) -> None:
+    """Refuse an INT8 IR whose dense weights saturate on this CPU (edgeseg.runtime.cpu; a warning with
+    EDGESEG_ALLOW_INT8_SATURATION=1). Only where the CPU plugin may run it: GPU and NPU plugins have no
+    vpmaddubsw path."""
+    if device.upper().startswith(("GPU", "NPU")):
+        return
+    cpu.check_int8_cpu(manifest, root, KERNELS)
 
 
 def cache_key(manifest: Manifest) -> str:

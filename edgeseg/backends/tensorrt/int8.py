@@ -9,13 +9,14 @@ layers outside Q/DQ pairs may run in half precision.
 Implicit (TensorRT <= 10: JetPack 5/6, DLA): the float ONNX, the INT8 flag and an
 IInt8EntropyCalibrator2 fed from the shared CalibrationSet. Its calibration cache is kept under
 calibration/cache/, keyed like the Q/DQ range cache by the ONNX hash, the calibration pixels and the
-method, with a sidecar holding the key and the cache's sha256: a stale or edited cache is
-recalibrated, never used. Layers kept out of INT8 get `layer.precision = float16` and
+method, with a sidecar holding the key and the cache's sha256, and its content checked as TensorRT's
+cache format (`cache_problem`): a stale, edited or malformed cache is recalibrated, never used. Layers kept out of INT8 get `layer.precision = float16` and
 OBEY_PRECISION_CONSTRAINTS.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -51,16 +52,83 @@ def calibrator_cache(onnx_path: Path, calib: CalibrationSet, root: Path = CACHE_
     return path, {"onnx_sha256": model_sha, "calibration": calib.describe(), "method": IMPLICIT_METHOD}
 
 
+# TensorRT's calibration cache (IInt8Calibrator.read/write_calibration_cache) is text: a header naming the
+# TensorRT version and the algorithm, then one "tensor name: scale" line per tensor, the scale a float32's
+# bits in hex (big-endian; TensorRT drops leading zeros). E.g.
+#   TRT-100300-EntropyCalibration2
+#   input: 3c010a14
+#   (Unnamed Layer* 8) [Constant]_output: 39137939
+_HEADER = re.compile(r"TRT-(\d+)-([A-Za-z0-9]+)")
+_ALGORITHM = "EntropyCalibration2"  # what IInt8EntropyCalibrator2 writes (IMPLICIT_METHOD)
+_SCALE = re.compile(r"[0-9a-fA-F]{1,8}")
+MAX_CACHE_BYTES = 64 << 20  # a cache holds one line per tensor: a few KiB to a few hundred
+
+
+def cache_problem(data: bytes) -> str | None:
+    """Why `data` is not a calibration cache TensorRT's entropy calibrator 2 wrote (a phrase), or None.
+
+    The sidecar's key and sha256 only prove the bytes are the ones sealed: a cache crafted together with
+    its sidecar, or a write TensorRT never finished, is still handed to TensorRT, which takes its scales
+    as they are. So the content is checked too: the header and algorithm, one "name: scale" line per
+    tensor with no name twice, and every scale a finite, non-negative float32 (a NaN, inf or negative
+    scale would become the engine's quantization)."""
+    if len(data) > MAX_CACHE_BYTES:
+        return f"is {len(data) >> 20} MiB, not a calibration cache"
+    try:
+        lines = data.decode("ascii").splitlines()
+    except UnicodeDecodeError:
+        return "is not text (TensorRT writes ASCII)"
+    header = _HEADER.fullmatch(lines[0].strip()) if lines else None
+    if header is None:
+        return "has no TRT-<version>-<algorithm> header"
+    if header.group(2) != _ALGORITHM:
+        return f"was made by {header.group(2)}, not {_ALGORITHM}"
+    seen: set[str] = set()
+    for number, line in enumerate(lines[1:], 2):
+        if not line.strip():
+            continue
+        name, sep, value = line.rpartition(":")
+        value, name = value.strip(), name.strip()
+        if not sep or not name or not _SCALE.fullmatch(value):
+            return f"has a line that is not 'tensor: hex scale' (line {number})"
+        if name in seen:
+            return f"names tensor {name!r} twice (line {number})"
+        seen.add(name)
+        scale = float(np.array([int(value, 16)], ">u4").view(">f4")[0])
+        if not np.isfinite(scale) or scale < 0:
+            return f"has the unusable scale {scale} for tensor {name!r} (line {number})"
+    if not seen:
+        return "holds no tensor scales"
+    return None
+
+
 def read_valid_cache(path: Path, key: dict) -> bytes | None:
-    """The cache bytes when its key and sha256 match; None (recalibrate) otherwise."""
+    """The cache bytes when its key and sha256 match and its content is a TensorRT entropy calibration
+    cache (`cache_problem`); None (recalibrate) otherwise."""
     if cache_is_valid(path, key):
-        return path.read_bytes()
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            print(f"TensorRT calibration cache {path} cannot be read ({exc.strerror}); recalibrating")
+            return None
+        problem = cache_problem(data)
+        if problem is None:
+            return data
+        print(f"TensorRT calibration cache {path} {problem}; recalibrating")
+        return None
     if path.exists():
         print(f"TensorRT calibration cache {path} is stale or was modified; recalibrating")
     return None
 
 
 def write_cache(path: Path, key: dict, data: bytes) -> None:
+    """Keep the cache TensorRT wrote, sealed with its key; a cache that fails `cache_problem` is refused,
+    not kept for every later build (its scales are this build's too, so the build must stop)."""
+    problem = cache_problem(data)
+    if problem:
+        raise EdgesegError(f"TensorRT wrote a calibration cache that {problem}",
+                           "check the calibration images and the network's weights (a NaN activation makes NaN "
+                           "scales), then build again")
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path, overwrite=True) as tmp:
         tmp.write_bytes(data)
@@ -77,6 +145,7 @@ def entropy_calibrator(trt, cuda, calib: CalibrationSet, cache: Path, key: dict)
             first = calib.frames[: calib.batch]
             self._host = cuda.pinned(first.shape, first.dtype)
             self._device = cuda.malloc(self._host.nbytes)
+            self.error: EdgesegError | None = None
 
         def get_batch_size(self) -> int:
             return calib.batch
@@ -94,10 +163,15 @@ def entropy_calibrator(trt, cuda, calib: CalibrationSet, cache: Path, key: dict)
             return read_valid_cache(cache, key)
 
         def write_calibration_cache(self, data) -> None:
-            write_cache(cache, key, bytes(data))
+            try:
+                write_cache(cache, key, bytes(data))
+            except EdgesegError as exc:  # raised inside TensorRT's callback it would be lost: raised at release()
+                self.error = exc
 
         def release(self) -> None:
             cuda.free(self._device)
+            if self.error is not None:  # the build's scales are the unusable ones: it must not be published
+                raise self.error
 
     return EntropyCalibrator()
 
