@@ -101,10 +101,10 @@ on the {args.dataset_name} train frames in `{CALIBRATION_REL}/`.
 | sha256 | `{entry['sha256']}` |
 | shipped | {dt.date.today().isoformat()} |
 
-Recipe (the command the run recorded; `--resume` continues a run across sessions):
+{args.note + chr(10) + chr(10) if args.note else ''}Recipe (the command the run recorded; `--resume` continues a run across sessions):
 
 ```
-{args.recipe or meta.get('command', '(not recorded)')}
+{args.recipe or _recipe(meta.get('command', '(not recorded)'))}
 ```
 
 Validation mIoU (%) by epoch: {curve or '(no history)'}
@@ -121,6 +121,16 @@ Evaluate these weights yourself (the shipped file is an ordinary edgeseg checkpo
 edgeseg eval --checkpoint {payload['model']} --data camvid:PATH:val
 ```
 """
+
+
+def _recipe(command: str) -> str:
+    """The recorded command as a user types it: `edgeseg train ...`, not the interpreter's path to it."""
+    import shlex
+
+    words = shlex.split(command)
+    if words and Path(words[0]).name == "edgeseg":
+        words[0] = "edgeseg"
+    return shlex.join(words)
 
 
 def ship_calibration(args: argparse.Namespace) -> None:
@@ -155,6 +165,7 @@ def main() -> None:
     p.add_argument("--dataset-name", default="CamVid")
     p.add_argument("--recipe", help="the training command, when the run's own record is not the one to show")
     p.add_argument("--machine", help="where it trained (default: this CPU)")
+    p.add_argument("--note", help="a paragraph for the card, e.g. that these are interim weights of a longer run")
     p.add_argument("--force", action="store_true")
     p.set_defaults(func=ship_weights)
     p = sub.add_parser("calibration")
