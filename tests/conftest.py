@@ -5,27 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from fakedata import write_camvid
+from fakedata import mount_tmpfs, write_camvid
 
 
 @pytest.fixture
 def camvid_root(tmp_path) -> Path:
     return write_camvid(tmp_path / "camvid")
-
-
-def _mount_tmpfs(where: Path, options: str) -> Path:
-    """A tmpfs at `where` (root only; skips where mounting is not allowed)."""
-    import os
-    import subprocess
-
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    where.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)], capture_output=True,
-                          text=True, check=False)
-    if done.returncode:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    return where
 
 
 @pytest.fixture
@@ -36,7 +21,7 @@ def read_only_folder(tmp_path):
 
     where = tmp_path / "ro"
     if os.geteuid() == 0:
-        yield _mount_tmpfs(where, "size=64k,ro")
+        yield mount_tmpfs(where, "size=64k,ro")
         subprocess.run(["umount", "-l", str(where)], check=False)
     else:
         where.mkdir()
@@ -50,7 +35,7 @@ def full_disk(tmp_path):
     """A 64 KiB tmpfs filled to the last byte (root only): a disk with no room for anything."""
     import subprocess
 
-    disk = _mount_tmpfs(tmp_path / "full", "size=64k")
+    disk = mount_tmpfs(tmp_path / "full", "size=64k")
     try:
         with open(disk / "filler", "wb") as f:
             while True:

@@ -60,3 +60,21 @@ def untrained_checkpoint(path: Path, model: str = "fastscnn", size=(64, 96)) -> 
     torch.manual_seed(0)
     save(path, build(model, 11), {"dataset": SYNTHETIC_INFO.to_dict(), "train_crop": list(size)})
     return path
+
+
+def mount_tmpfs(where: Path, options: str) -> Path:
+    """A tmpfs at `where` (root only; the test skips where mounting is not allowed): a disk that really
+    fills up, or a read-only one that even root cannot write."""
+    import os
+    import subprocess
+
+    import pytest
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    where.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)], capture_output=True,
+                          text=True, check=False)
+    if done.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    return where

@@ -19,6 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from fakedata import mount_tmpfs
 from streamkit import QUIET, frames_in
 
 from edgeseg.cli.main import main
@@ -54,37 +55,12 @@ def stream(args: list[str], prelude: str = "") -> subprocess.CompletedProcess:
     return stream_limited(args, resource.RLIM_INFINITY, prelude)
 
 
-def mount_tmpfs(where: Path, options: str) -> Path:
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    where.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)], capture_output=True,
-                          text=True, check=False)
-    if done.returncode:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    return where
-
-
 @pytest.fixture
 def small_disk(tmp_path):
     """A 512 KiB tmpfs: a disk that really fills up (root only)."""
     disk = mount_tmpfs(tmp_path / "disk", "size=512k")
     yield disk
     subprocess.run(["umount", "-l", str(disk)], check=False)
-
-
-@pytest.fixture
-def read_only_dir(tmp_path):
-    """A folder nobody may write: a read-only tmpfs as root (permissions do not stop root), else mode 0555."""
-    where = tmp_path / "ro"
-    if os.geteuid() == 0:
-        yield mount_tmpfs(where, "size=64k,ro")
-        subprocess.run(["umount", "-l", str(where)], check=False)
-    else:
-        where.mkdir()
-        where.chmod(0o555)
-        yield where
-        where.chmod(0o755)
 
 
 def leftovers(folder: Path) -> list[str]:
@@ -371,17 +347,17 @@ def test_force_onto_a_png_folder_replaces_our_earlier_frames_and_keeps_other_fil
 
 # -- 4. read-only destinations: refused before streaming, or an EdgesegError after it --------------------------
 @pytest.mark.parametrize("flag", ["--output", "--stats"])
-def test_a_read_only_destination_is_refused_before_streaming(flag, engine_dir, video, read_only_dir, capsys):
-    target = read_only_dir / ("out.mp4" if flag == "--output" else "stats.json")
+def test_a_read_only_destination_is_refused_before_streaming(flag, engine_dir, video, read_only_folder, capsys):
+    target = read_only_folder / ("out.mp4" if flag == "--output" else "stats.json")
     assert main(["stream", "--engine", str(engine_dir), "--video", str(video), flag, str(target), *STREAM]) == 2
     out, err = capsys.readouterr()
-    assert f"cannot write {flag} in {read_only_dir}" in err and "fix:" in err and "streaming video" not in out
-    ro_png = read_only_dir / "pngs"
+    assert f"cannot write {flag} in {read_only_folder}" in err and "fix:" in err and "streaming video" not in out
+    ro_png = read_only_folder / "pngs"
     with pytest.raises(EdgesegError, match="cannot write --output in"):
         PngFolder(ro_png)
 
 
-def test_failures_after_the_stream_are_edgeseg_errors(tmp_path, read_only_dir):
+def test_failures_after_the_stream_are_edgeseg_errors(tmp_path, read_only_folder):
     target = tmp_path / "out.mp4"
     sink = VideoSink(target)
     sink.write(result(0, np.zeros((72, 128, 3), np.uint8)))
@@ -391,7 +367,7 @@ def test_failures_after_the_stream_are_edgeseg_errors(tmp_path, read_only_dir):
     assert leftovers(tmp_path) == []
     stats = StatsRecorder().freeze(source={}, engine={}, settings={}, stopped_by="end")
     with pytest.raises(EdgesegError, match="cannot write the statistics to"):
-        stats.write(read_only_dir / "stats.json")
+        stats.write(read_only_folder / "stats.json")
 
 
 def test_the_published_video_follows_the_umask(tmp_path):
