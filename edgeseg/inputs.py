@@ -42,23 +42,23 @@ def require_file(path: str | os.PathLike, what: str, fix: str,
 
     Checked before opening: opening a FIFO blocks until a writer comes, and a directory's error reads
     like a missing file."""
-    kind = path_kind(path)
-    if kind == "a file":
-        return Path(path)
-    if kind == "missing":
-        raise error(f"{what} {path} does not exist", fix)
-    raise error(f"{what} {path} is {kind}, not a file", fix)
+    return _require_kind(path, "a file", "a file", what, fix, error)
 
 
 def require_folder(path: str | os.PathLike, what: str, fix: str,
                    error: type[EdgesegError] = BadInputError) -> Path:
     """`path` as a Path when it is a folder (or a link to one); else `error` naming what it is."""
+    return _require_kind(path, "a directory", "a folder", what, fix, error)
+
+
+def _require_kind(path: str | os.PathLike, kind_wanted: str, noun: str, what: str, fix: str,
+                  error: type[EdgesegError]) -> Path:
     kind = path_kind(path)
-    if kind == "a directory":
+    if kind == kind_wanted:
         return Path(path)
     if kind == "missing":
         raise error(f"{what} {path} does not exist", fix)
-    raise error(f"{what} {path} is {kind}, not a folder", fix)
+    raise error(f"{what} {path} is {kind}, not {noun}", fix)
 
 
 def read_json(path: str | os.PathLike, what: str, fix: str, error: type[EdgesegError] = EdgesegError) -> Any:

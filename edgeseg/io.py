@@ -239,3 +239,14 @@ def _replace(staging: Path, target: Path) -> None:
             shutil.rmtree(retired, ignore_errors=True)
         raise
     shutil.rmtree(retired, ignore_errors=True)
+
+
+def write_result(path: str | os.PathLike, data: bytes, overwrite: bool) -> None:
+    """Write a result file (JSON, report, image) whole or not at all; an OSError becomes an error that
+    names the fix."""
+    try:
+        with atomic_path(path, overwrite=overwrite) as tmp:
+            tmp.write_bytes(data)
+    except OSError as exc:
+        raise EdgesegError(f"cannot write {path}: {exc.strerror or exc}",
+                           "free space or pick a writable folder, then run again") from exc

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from edgeseg.errors import BadInputError, EdgesegError
+from edgeseg.errors import BadInputError
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -44,14 +44,9 @@ def check_outputs(force: bool, *paths: str | None) -> None:
 
 def write_output(path: str, text: str, force: bool) -> None:
     """Write a result file whole or not at all; an OSError becomes an error that names the fix."""
-    from edgeseg.io import atomic_path
+    from edgeseg.io import write_result
 
-    try:
-        with atomic_path(path, overwrite=force) as tmp:
-            tmp.write_text(text)
-    except OSError as exc:
-        raise EdgesegError(f"cannot write {path}: {exc.strerror or exc}",
-                           "free space or pick a writable folder, then run again") from exc
+    write_result(path, text.encode(), force)
 
 
 def writable_output(path: str, force: bool) -> None:

@@ -226,16 +226,9 @@ def encode(image: np.ndarray, path: str | os.PathLike) -> bytes:
 
 def write(strip: Strip, path: str | os.PathLike, overwrite: bool = False) -> None:
     """Write the strip whole or not at all; an existing file is replaced only with `overwrite`."""
-    from edgeseg.errors import EdgesegError
-    from edgeseg.io import atomic_path
+    from edgeseg.io import write_result
 
-    data = encode(strip.image, path)
-    try:
-        with atomic_path(path, overwrite=overwrite) as tmp:
-            tmp.write_bytes(data)
-    except OSError as exc:
-        raise EdgesegError(f"cannot write {path}: {exc.strerror or exc}",
-                           "free space or pick a writable folder, then run again") from exc
+    write_result(path, encode(strip.image, path), overwrite)
 
 
 def section(strip: Strip, frames: Sequence[KeptFrame], path: str | os.PathLike,
