@@ -48,7 +48,8 @@ def test_a_result_path_that_is_a_folder_is_refused(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, named", [
     (["--checkpoint", "ckpt.pt", "--calib", "synthetic:train"], "--calib applies to int8 builds"),
-    (["--checkpoint", "ckpt.pt", "--backbone", "resnet50"], "a checkpoint fixes its backbone"),
+    (["--checkpoint", "ckpt.pt", "--preset", "smp"], "--preset describes a foreign graph"),
+    (["--model", "fastscnn", "--random-weights", "--classes", "voc"], "--classes describes a foreign graph"),
     (["--checkpoint", "ckpt.pt", "--num-classes", "5"], "--num-classes applies to --random-weights"),
     (["--model", "fastscnn", "--random-weights", "--backend", "onnxruntime", "--device", "GPU"],
      "--device applies to openvino builds"),

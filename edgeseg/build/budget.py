@@ -18,6 +18,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from edgeseg.data.class_map import ClassMap, read_class_map, require_same_classes
 from edgeseg.errors import BadInputError
 from edgeseg.measure.evaluate import EvalSample, Predictor, evaluate
 from edgeseg.runtime.frames import resize_to_input
@@ -25,29 +26,44 @@ from edgeseg.runtime.frames import resize_to_input
 
 @dataclass
 class ValidationSet:
-    """Held-out frames at the engine's input size with their full-size labels, loaded once."""
+    """Held-out frames at the engine's input size with their full-size labels, loaded once.
+
+    With a `class_map` the model's classes are not the dataset's: its predictions are mapped and scored
+    in the dataset's classes, as `edgeseg eval --class-map` scores them."""
 
     spec: str
     frames: np.ndarray  # (N, H, W, 3) uint8 BGR
     labels: list[np.ndarray]  # full-size label maps
-    num_classes: int
+    num_classes: int  # the dataset's (the labels')
     ignore_index: int
+    class_map: ClassMap | None = None
 
     def miou(self, predict: Predictor, indices: Sequence[int] | None = None) -> float:
         """mIoU in percent of the frames at `indices` (NNCF validates subsets), scored at label
         resolution by the loop `edgeseg eval` uses. The frames are at input size already."""
         picked = range(len(self.frames)) if indices is None else indices
         samples = [EvalSample(self.frames[i], self.labels[i], str(i)) for i in picked]
+        if self.class_map is not None:
+            return 100.0 * evaluate(predict, samples, self.class_map.model_classes, self.ignore_index,
+                                    class_map=self.class_map).metrics.miou
         classes = [str(c) for c in range(self.num_classes)]
         return 100.0 * evaluate(predict, samples, classes, self.ignore_index).metrics.miou
 
+    def class_map_record(self) -> dict | None:
+        """What the budget report says about the class map (None without one)."""
+        return None if self.class_map is None else self.class_map.to_dict()
+
 
 def open_validation(spec: str | None, size: tuple[int, int], num_classes: int, limit: int | None = None,
-                    progress: bool = True) -> ValidationSet:
+                    progress: bool = True, *, class_map: str | None = None,
+                    model_classes: Sequence[str] | None = None) -> ValidationSet:
     """The held-out frames the budget measures on: the first `limit` images of `spec` (None: all).
 
-    A limit under 1 is refused where it is read: `limit or len(dataset)` made 0 mean "all", and a
-    negative one gave an empty set that failed later with a traceback."""
+    `num_classes` and `model_classes` are the model's; with `model_classes` the dataset's must be the
+    same names too. `class_map` (a JSON file or a shipped map's name, edgeseg.data.class_map) lets a
+    network trained on other classes be measured on `spec`; without `model_classes` it can name the
+    model's classes by index only. A limit under 1 is refused where it is read: `limit or len(dataset)`
+    made 0 mean "all", and a negative one gave an empty set that failed later with a traceback."""
     from edgeseg.inputs import count as checked_count
 
     limit = checked_count(limit, "the number of validation images (--val-size)",
@@ -58,17 +74,36 @@ def open_validation(spec: str | None, size: tuple[int, int], num_classes: int, l
     from edgeseg.data import parse_spec
     from edgeseg.progress import progress as bar
 
+    mapping = read_class_map(class_map) if class_map else None  # before the dataset: a bad map fails first
     dataset = parse_spec(spec, "val")
-    if dataset.info.num_classes != num_classes:
-        raise BadInputError(f"--val {spec} has {dataset.info.num_classes} classes, the model {num_classes}",
-                            "pass the split of the dataset the model was trained on")
+    bound = _bind(mapping, dataset.info, num_classes, model_classes, spec)
     count = min(len(dataset), limit or len(dataset))
     frames, labels = [], []
     for i in bar(range(count), desc="validation images", unit="img", disable=not progress, leave=False):
         sample = dataset[i]
         frames.append(resize_to_input(sample.image, size))
         labels.append(sample.label)
-    return ValidationSet(spec, np.stack(frames), labels, num_classes, dataset.info.ignore_index)
+    return ValidationSet(spec, np.stack(frames), labels, dataset.info.num_classes, dataset.info.ignore_index, bound)
+
+
+def _bind(mapping, info, num_classes: int, model_classes: Sequence[str] | None, spec: str) -> ClassMap | None:
+    """The class map resolved for the model and `--val`'s dataset; without one, the two must have the same classes."""
+    if model_classes is not None and len(model_classes) != num_classes:
+        raise BadInputError(f"the model has {num_classes} classes but {len(model_classes)} class names",
+                            "pass the model's class names in order")
+    names = tuple(model_classes) if model_classes is not None else tuple(str(i) for i in range(num_classes))
+    if mapping is not None:
+        bound = mapping.bind(names, info.classes, info.ignore_index)
+        print(bound.summary())
+        return bound
+    if model_classes is not None:
+        require_same_classes(names, info.classes, f"--val {spec}")
+    elif info.num_classes != num_classes:
+        from edgeseg.data.class_map import mismatch_fix
+
+        raise BadInputError(f"--val {spec} has {info.num_classes} classes, the model {num_classes}",
+                            mismatch_fix())
+    return None
 
 
 @dataclass
@@ -92,6 +127,7 @@ class BudgetReport:
     layer_precisions: dict[str, str] = field(default_factory=dict)  # every layer not in INT8 -> its precision
     steps: list[BudgetStep] = field(default_factory=list)
     ranking: list[dict] = field(default_factory=list)  # the most sensitive nodes, for the record
+    class_map: dict | None = None  # ClassMap.to_dict() when the model's classes are not the split's
 
     @property
     def drop(self) -> float:
@@ -103,7 +139,8 @@ class BudgetReport:
     def summary(self) -> str:
         verdict = "within" if self.met else "NOT within"
         kept = f"{len(self.kept_float)} layers kept in float" if self.kept_float else "every layer INT8"
-        text = (f"mIoU budget on {self.val} ({self.images} images): FP32 {self.fp32_miou:.2f}%, "
+        mapped = f" through class map {self.class_map['source']}" if self.class_map else ""
+        text = (f"mIoU budget on {self.val}{mapped} ({self.images} images): FP32 {self.fp32_miou:.2f}%, "
                 f"INT8 {self.final_miou:.2f}% ({kept}), drop {self.drop:.2f} points, {verdict} "
                 f"{self.max_drop:g}")
         if not self.met:
@@ -264,7 +301,8 @@ def budgeted_qdq(onnx_path: Path, out_path: Path, spec, activations: str,
     result = quantize(kept, out_path)
     report = BudgetReport(budget.max_drop, val.spec, len(val.frames), round(fp32, 3), round(scores[()], 3),
                           round(scores.get(tuple(kept), scores[()]), 3), met, "sqnr-ranking", kept,
-                          float_nodes(out_path), steps, [{"nodes": list(g), "sqnr_loss_db": s} for g, s in ranking[:20]])
+                          float_nodes(out_path), steps,
+                          [{"nodes": list(g), "sqnr_loss_db": s} for g, s in ranking[:20]], val.class_map_record())
     return result, report
 
 

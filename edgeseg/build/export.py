@@ -165,8 +165,12 @@ def _dtype(value: onnx.ValueInfoProto) -> str:
 
 
 def export_onnx(model: nn.Module, path: str | os.PathLike, num_classes: int, mean: Sequence[float],
-                std: Sequence[float], options: ExportOptions, overwrite: bool = False) -> ExportResult:
-    """Export `model` (eval mode) to `path`: export, simplify, check, then publish atomically."""
+                std: Sequence[float], options: ExportOptions, overwrite: bool = False,
+                labels: dict | None = None) -> ExportResult:
+    """Export `model` (eval mode) to `path`: export, simplify, check, then publish atomically.
+
+    `labels` (a dataset record: classes, palette, ignore_index) goes into the file's metadata_props
+    with the input's preprocessing, so that `edgeseg build --onnx` of the file needs no flags."""
     _check_options(options)
     start = time.perf_counter()
     deploy = DeployModel(model, num_classes, mean, std, options.fuse_preprocess, options.fuse_argmax).eval()
@@ -195,6 +199,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, num_classes: int, mea
         output_kind, note = _cut_tail(proto)
         if note:
             notes.append(note)
+    describe_graph(proto, options, mean, std, labels)
     try:
         onnx.checker.check_model(proto, full_check=True)
     except onnx.checker.ValidationError as exc:
@@ -206,6 +211,24 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, num_classes: int, mea
                         _dtype(graph.input[0]), graph.output[0].name, output_kind, _shape(graph.output[0]),
                         _dtype(graph.output[0]), nodes_exported, len(graph.node),
                         options.simplify and problem is None, time.perf_counter() - start, notes)
+
+
+def describe_graph(proto: onnx.ModelProto, options: ExportOptions, mean: Sequence[float], std: Sequence[float],
+                   labels: dict | None) -> None:
+    """metadata_props as `edgeseg.build.onnx_import` reads them: the input's colour order and
+    normalization, and the classes when known."""
+    import json
+
+    props: dict[str, object] = {"channel_order": "bgr" if options.fuse_preprocess else "rgb"}
+    if not options.fuse_preprocess:  # normalized float input: say how
+        props.update(value_range=1, mean=[float(v) for v in mean], std=[float(v) for v in std])
+    if labels and labels.get("classes"):
+        props.update(classes=list(labels["classes"]), palette=[list(c) for c in labels.get("palette", [])] or None,
+                     ignore_index=labels.get("ignore_index"))
+    for key, value in props.items():
+        if value is not None:
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = f"edgeseg.{key}", value if isinstance(value, str) else json.dumps(value)
 
 
 def _cut_tail(proto: onnx.ModelProto) -> tuple[str, str | None]:

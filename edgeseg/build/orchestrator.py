@@ -50,17 +50,19 @@ class BuildResult:
 class SourceModel:
     """The request's source resolved: the network in eval mode, what the manifest says of it, its labels."""
 
-    module: Any  # torch.nn.Module
-    name: str  # zoo name
+    module: Any  # torch.nn.Module; None for a foreign ONNX
+    name: str  # zoo name, or the foreign ONNX file's stem
     options: dict[str, Any]  # zoo options it was built with
     dataset: dict[str, Any]  # classes, palette, ignore_index, mean, std
     recorded_size: tuple[int, int] | None = None  # the checkpoint's eval size or training crop
     checkpoint: str | None = None  # the file the weights came from (a user's, or a shipped one)
     shipped: Any = None  # an edgeseg.weights.ShippedWeights when no --checkpoint was given
+    foreign: Any = None  # an edgeseg.build.onnx_import.ForeignNetwork for --onnx
+    torchvision: str | None = None  # the torchvision builder whose state dict the checkpoint is
 
     @property
     def num_classes(self) -> int:
-        return self.module.num_classes
+        return self.foreign.num_classes if self.foreign is not None else self.module.num_classes
 
 
 @dataclass(frozen=True)
@@ -82,13 +84,16 @@ class _Plan:
     export: ExportOptions
     calibration: Any = None  # an edgeseg.build.calibration.CalibrationSet for int8 builds
     budget: Any = None  # an edgeseg.build.budget.BudgetRequest when an mIoU drop is set
+    parity_frames: Any = None  # (frames, where from): real frames a foreign graph's engine is held to
 
 
-def _source_model(source: Source) -> SourceModel:
-    """The checkpoint's network and dataset, the shipped weights of `model`, or random weights of a zoo
-    model (speed only, said so)."""
+def _source_model(source: Source, graph: Graph, backend: str) -> SourceModel:
+    """The checkpoint's network and dataset, the shipped weights of `model`, random weights of a zoo
+    model (speed only, said so), or a foreign ONNX read and checked."""
+    if source.onnx:
+        return _foreign_model(source, graph, backend)
     if source.checkpoint:
-        return _checkpoint_model(source.checkpoint, source.model)
+        return _checkpoint_model(source.checkpoint, source.model, source)
     if source.model and not source.random_weights:
         from edgeseg.weights import require_for_model
 
@@ -113,17 +118,50 @@ def _source_model(source: Source) -> SourceModel:
     return SourceModel(model, source.model, dict(source.model_options), _random_dataset(source.num_classes))
 
 
-def _checkpoint_model(path: str, model: str | None) -> SourceModel:
-    from edgeseg.train.checkpoint import build_from_checkpoint
+def _foreign_model(source: Source, graph: Graph, backend: str) -> SourceModel:
+    from edgeseg.build.onnx_import.steps import open_requested
 
-    network, payload = build_from_checkpoint(path)
+    foreign = open_requested(source, graph, backend)
+    return SourceModel(None, foreign.name, {}, foreign.dataset(), foreign.size, foreign=foreign)
+
+
+def _checkpoint_model(path: str, model: str | None, source: Source | None = None) -> SourceModel:
+    """An edgeseg checkpoint; with `source` (a user's --checkpoint) also torchvision's state dicts."""
+    from edgeseg.train.checkpoint import NotEdgesegCheckpoint, build_from_checkpoint
+
+    try:
+        network, payload = build_from_checkpoint(path)
+    except NotEdgesegCheckpoint as exc:
+        if source is None or not model:
+            raise CheckpointError(exc.problem, "for a torchvision segmentation state dict pass --model and --backbone "
+                                  "(e.g. --model deeplabv3 --backbone resnet50); else train one with `edgeseg train`")
+        from edgeseg.build.torchvision_source import torchvision_model
+
+        network, record, dataset = torchvision_model(path, source)
+        return SourceModel(network, model, record["options"], dataset, checkpoint=path,
+                           torchvision=record["torchvision"])
     if model and model != payload["model"]:
         raise CheckpointError(f"{path} holds a '{payload['model']}', not a '{model}'",
                               f"pass --model {payload['model']}, or the checkpoint of a {model}")
+    if source is not None:
+        _refuse_what_the_checkpoint_fixes(path, payload, source)
     meta = payload.get("metadata", {})
     size = meta.get("eval_input_size") or meta.get("train_crop")
     return SourceModel(network, payload["model"], payload["options"], meta.get("dataset", {}),
                        tuple(int(v) for v in size) if size else None, checkpoint=path)
+
+
+def _refuse_what_the_checkpoint_fixes(path: str, payload: dict[str, Any], source: Source) -> None:
+    backbone, held = source.model_options.get("backbone"), payload["options"].get("backbone")
+    if backbone and backbone != held:
+        holds = f"a {payload['model']} with backbone '{held}'" if held else f"a {payload['model']}"
+        raise CheckpointError(f"{path} holds {holds}: --backbone {backbone} does not apply",
+                              "drop --backbone (an edgeseg checkpoint fixes its backbone)")
+    said = source.declared.said() if source.declared is not None else {}
+    if said:
+        flags = ", ".join("--" + name.replace("_", "-") for name in said)
+        raise BadInputError(f"{path} is an edgeseg checkpoint: it carries its own classes and preprocessing, and "
+                            f"{flags} cannot change them", f"drop {flags}")
 
 
 def _random_dataset(num_classes: int) -> dict[str, Any]:
@@ -150,7 +188,7 @@ def _plan(request: BuildRequest) -> _Plan:
     request.check_precision()
     name, why = backends.resolve(request.backend)
     backend = ChosenBackend(name, why, backends.build_side(name))
-    source = _source_model(request.source)
+    source = _source_model(request.source, request.graph, name)
     size = _input_size(request.graph, source)
     graph = request.graph
     export = ExportOptions(size, graph.batch, graph.dynamic, graph.fuse_preprocess, graph.fuse_argmax,
@@ -164,7 +202,16 @@ def _plan(request: BuildRequest) -> _Plan:
                                        graph.batch, int8.val)
     return _Plan(request=request, source=source, backend=backend, size=size,
                  out=request.destination.directory(source.name, request.precision, name), export=export,
-                 calibration=calibration, budget=_budget(request, size, source.num_classes))
+                 calibration=calibration, budget=_budget(request, size, source.num_classes, source.dataset.get("classes")),
+                 parity_frames=_parity_frames(source, calibration, size))
+
+
+def _parity_frames(source: SourceModel, calibration, size: tuple[int, int]):
+    if source.foreign is None:
+        return None
+    from edgeseg.build.onnx_import.steps import parity_frames
+
+    return parity_frames(calibration, size)
 
 
 def _shipped_calibration(source: SourceModel) -> str | None:
@@ -183,18 +230,38 @@ def build_engine(request: BuildRequest) -> BuildResult:
     start = time.perf_counter()
     plan = _plan(request)
     with staged_dir(plan.out, overwrite=request.destination.force) as stage:
-        dataset = plan.source.dataset
-        exported = export_onnx(plan.source.module, stage / ONNX_FILE, plan.source.num_classes, dataset["mean"],
-                               dataset["std"], plan.export)
+        exported = _graph(plan, stage / ONNX_FILE)
         spec = _spec(plan, exported, stage)
         built = plan.backend.build_side.build(stage / ONNX_FILE, stage, spec)
         (stage / RANDOM_CHECKPOINT).unlink(missing_ok=True)
         manifest = _manifest(plan, exported, built, stage, time.perf_counter() - start)
+        if plan.source.foreign is not None:
+            _engine_parity(plan, manifest, stage)
         if request.precision == "int8" and request.int8.speed_guard:
             _speed_guard(plan.backend.build_side, stage, manifest, spec, plan.calibration,
                          request.int8.guard_iterations)
         (stage / MANIFEST_NAME).write_text(manifest.to_json())
     return BuildResult(plan.out, manifest, time.perf_counter() - start)
+
+
+def _graph(plan: _Plan, path: Path) -> ExportResult:
+    """The deployment graph: a zoo network exported, or a foreign one wrapped and held to its original."""
+    foreign, options = plan.source.foreign, plan.export
+    if foreign is None:
+        dataset = plan.source.dataset
+        return export_onnx(plan.source.module, path, plan.source.num_classes, dataset["mean"], dataset["std"], options,
+                           labels=dataset)
+    from edgeseg.build.onnx_import.steps import write_checked
+
+    return write_checked(foreign, path, options, plan.parity_frames)
+
+
+def _engine_parity(plan: _Plan, manifest: Manifest, stage: Path) -> None:
+    from edgeseg.build.onnx_import.steps import engine_parity
+
+    if plan.export.fuse_argmax:
+        engine_parity(plan.source.foreign, backends.session_side(plan.backend.name), manifest, stage,
+                      plan.parity_frames)
 
 
 def _spec(plan: _Plan, exported: ExportResult, stage: Path) -> BuildSpec:
@@ -222,15 +289,20 @@ def _checkpoint_file(plan: _Plan, stage: Path) -> str | None:
     return str(stage / RANDOM_CHECKPOINT)
 
 
-def _budget(request: BuildRequest, size: tuple[int, int], num_classes: int):
-    """The held-out split the mIoU budget is measured on, opened before the build (None: no budget)."""
+def _budget(request: BuildRequest, size: tuple[int, int], num_classes: int, classes=None):
+    """The held-out split the mIoU budget is measured on, opened before the build (None: no budget);
+    with a class map, a network trained on other classes is scored in the split's."""
     drop = request.int8.budget_drop(request.precision)
+    if drop is None and request.int8.class_map:
+        raise BadInputError("--class-map applies to the mIoU budget", "add --max-miou-drop and --val, or drop --class-map")
     if drop is None:
         return None
     from edgeseg.build.budget import BudgetRequest, open_validation
 
     int8 = request.int8
-    return BudgetRequest(drop, open_validation(int8.val, size, num_classes, int8.val_size), int8.max_float_layers)
+    return BudgetRequest(drop, open_validation(int8.val, size, num_classes, int8.val_size, class_map=int8.class_map,
+                                               model_classes=classes if int8.class_map else None),
+                         int8.max_float_layers)
 
 
 def _speed_guard(backend: ModuleType, stage: Path, manifest: Manifest, spec: BuildSpec, calibration,
@@ -276,6 +348,10 @@ def _model_section(plan: _Plan) -> dict[str, Any]:
         info["checkpoint"] = {"path": os.path.abspath(checkpoint), "sha256": sha256_file(checkpoint)}
     if plan.source.shipped is not None:
         info["weights"] = plan.source.shipped.manifest_record()
+    if plan.source.foreign is not None:
+        info["onnx_import"] = plan.source.foreign.record()
+    if plan.source.torchvision:
+        info["torchvision"] = plan.source.torchvision
     return info
 
 

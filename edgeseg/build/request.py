@@ -28,9 +28,12 @@ HOST_TAIL_BACKENDS = ("onnxruntime", "openvino")
 @dataclass(frozen=True)
 class Source:
     """Where the weights come from: a trained checkpoint, the weights shipped with edgeseg for `model`
-    (neither checkpoint nor random_weights given), or (speed only) random weights of a zoo model."""
+    (neither checkpoint nor random_weights given), (speed only) random weights of a zoo model, or a
+    segmentation ONNX exported elsewhere (`onnx`, with what it cannot say in `declared`)."""
 
     checkpoint: str | None = None
+    onnx: str | None = None  # a foreign graph, wrapped instead of exported (edgeseg.build.onnx_import)
+    declared: Any = None  # an edgeseg.build.onnx_import.Declared: the foreign graph's preprocessing, classes...
     model: str | None = None  # checked against the checkpoint; required for shipped and random weights
     model_options: dict[str, Any] = field(default_factory=dict)  # random or shipped weights: {"backbone": ...}
     random_weights: bool = False  # speed-only experiments; stamped in the manifest
@@ -73,6 +76,7 @@ class Int8:
     max_miou_drop: float | None = None  # keep sensitive layers in float until the drop on `val` fits
     val_size: int | None = None  # images of `val` the budget measures on (default: all)
     max_float_layers: int | None = None  # most layers the budget may keep in float
+    class_map: str | None = None  # model class -> `val` class (JSON file or shipped name): a foreign net's budget
     speed_guard: bool = True  # time against the backend's float builds and record the recommendation
     guard_iterations: int = 30
 

@@ -35,7 +35,7 @@ def run_export(args: argparse.Namespace) -> int:
     options = ExportOptions(tuple(size), args.batch, args.dynamic, args.fuse_preprocess, args.fuse_argmax,
                             simplify=not args.no_simplify, exporter=args.exporter)
     mean, std = dataset.get("mean", (0.485, 0.456, 0.406)), dataset.get("std", (0.229, 0.224, 0.225))
-    result = export_onnx(model, args.out, model.num_classes, mean, std, options, overwrite=args.force)
+    result = export_onnx(model, args.out, model.num_classes, mean, std, options, overwrite=args.force, labels=dataset)
     print(result.summary())
     for note in result.warnings:
         print(f"  warning: {note}")
@@ -62,6 +62,8 @@ def _parity(model, num_classes, mean, std, options, args):
 
 
 def run_build(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from edgeseg import backends
     from edgeseg.build.orchestrator import BuildRequest, Destination, Graph, Int8, Source, build_engine
     from edgeseg.weights import checkpoint_path
@@ -70,6 +72,7 @@ def run_build(args: argparse.Namespace) -> int:
     _refuse_flags_that_do_not_apply(args, backend)
     request = BuildRequest(
         source=Source(checkpoint=checkpoint_path(args.checkpoint) if args.checkpoint else None, model=args.model,
+                      onnx=args.onnx, declared=_declared(args) if args.onnx or args.checkpoint else None,
                       random_weights=args.random_weights,
                       model_options={"backbone": args.backbone} if args.backbone else {},
                       num_classes=args.num_classes or 11),
@@ -79,7 +82,7 @@ def run_build(args: argparse.Namespace) -> int:
                     exporter=args.exporter),
         int8=Int8(calib=args.calib, calib_size=args.calib_size, calib_method=args.calib_method or "entropy",
                   keep_float=tuple(args.keep_float or ()), val=args.val, max_miou_drop=args.max_miou_drop,
-                  val_size=args.val_size, max_float_layers=args.max_float_layers,
+                  val_size=args.val_size, max_float_layers=args.max_float_layers, class_map=args.class_map,
                   speed_guard=not args.no_speed_guard),
         destination=Destination(out=args.out, force=args.force), backend_options=_backend_options(args))
     from edgeseg.io import check_replaceable, require_writable_parent
@@ -87,10 +90,9 @@ def run_build(args: argparse.Namespace) -> int:
     # before any weights are read: a read-only --out, or an engine that is there without --force, fails now
     require_writable_parent(args.out or f"{request.destination.engines_dir}/ENGINE", "the engine directory",
                             "pass --out DIR in a folder you can write to")
-    if args.out or args.model:  # with only --checkpoint the default name waits for the checkpoint's model
-        from pathlib import Path
-
-        check_replaceable(Path(request.destination.directory(args.model, args.precision, backend)), args.force)
+    name = Path(args.onnx).stem if args.onnx else args.model
+    if args.out or name:  # with only --checkpoint the default name waits for the checkpoint's model
+        check_replaceable(Path(request.destination.directory(name, args.precision, backend)), args.force)
     result = build_engine(request)
     print(result.summary())
     if result.manifest.precision.get("note"):
@@ -98,12 +100,31 @@ def run_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _declared(args: argparse.Namespace):
+    """--onnx: what the foreign graph cannot say, as the flags say it (the sidecar and presets fill the rest)."""
+    from edgeseg.build.onnx_import.declare import Declared, float_triple
+
+    return Declared(meta=args.meta, preset=args.preset, channel_order=args.channel_order,
+                    value_range=args.value_range, size_divisor=args.size_divisor,
+                    mean=float_triple(args.mean, "--mean") if args.mean else None,
+                    std=float_triple(args.std, "--std") if args.std else None,
+                    classes=args.classes, palette=args.palette, ignore_index=args.ignore_index, output=args.output,
+                    input_layout=args.input_layout, output_layout=args.output_layout)
+
+
+_FOREIGN_FLAGS = (("--meta", "meta"), ("--preset", "preset"), ("--mean", "mean"), ("--std", "std"),
+                  ("--channel-order", "channel_order"), ("--value-range", "value_range"),
+                  ("--size-divisor", "size_divisor"), ("--classes", "classes"), ("--palette", "palette"),
+                  ("--ignore-index", "ignore_index"), ("--output", "output"), ("--input-layout", "input_layout"),
+                  ("--output-layout", "output_layout"))
+
 # Flags that mean something only in some builds: (flag, argparse dest, when it applies, why not otherwise).
 # A flag given where it does not apply is refused: silently ignoring it builds something the user did not ask for.
 _SOURCE_FLAGS = (("--num-classes", "num_classes"),)
 _INT8_FLAGS = (("--calib", "calib"), ("--calib-size", "calib_size"), ("--calib-method", "calib_method"),
                ("--val", "val"), ("--val-size", "val_size"), ("--max-float-layers", "max_float_layers"),
-               ("--keep-float", "keep_float"), ("--max-miou-drop", "max_miou_drop"))
+               ("--keep-float", "keep_float"), ("--max-miou-drop", "max_miou_drop"),
+               ("--class-map", "class_map"))
 _BACKEND_FLAGS = (("--device", "device", ("openvino",)), ("--dla-core", "dla_core", ("tensorrt",)),
                   ("--workspace", "workspace", ("tensorrt",)), ("--timing-cache", "timing_cache", ("tensorrt",)))
 
@@ -112,13 +133,16 @@ def _refuse_flags_that_do_not_apply(args: argparse.Namespace, backend: str) -> N
     # identity, not equality: 0 == False, and --dla-core 0 or --max-float-layers 0 are given values
     given = lambda dest: getattr(args, dest) is not None and getattr(args, dest) is not False \
         and getattr(args, dest) != []  # noqa: E731
+    for flag, dest in _FOREIGN_FLAGS:
+        labels = dest in ("classes", "palette", "ignore_index")  # also name a torchvision checkpoint's classes
+        if given(dest) and not args.onnx and not (labels and args.checkpoint):
+            raise BadInputError(f"{flag} describes a foreign graph and applies to --onnx builds"
+                                + (" and torchvision checkpoints" if labels else ""),
+                                f"drop {flag}, or pass --onnx FILE")
     for flag, dest in _SOURCE_FLAGS:
         if given(dest) and not args.random_weights:
             raise BadInputError(f"{flag} applies to --random-weights builds; a checkpoint fixes it",
                                 f"drop {flag}, or pass --random-weights for a speed-only engine")
-    if given("backbone") and args.checkpoint:
-        raise BadInputError("--backbone chooses shipped or random weights; a checkpoint fixes its backbone",
-                            "drop --backbone, or drop --checkpoint")
     for flag, dest in _INT8_FLAGS + (("--no-speed-guard", "no_speed_guard"),):
         if given(dest) and args.precision != "int8":
             raise BadInputError(f"{flag} applies to int8 builds, not {args.precision}",
@@ -147,6 +171,27 @@ def _backend_options(args: argparse.Namespace):
                           workspace=int(args.workspace * 2**20) if args.workspace else DEFAULT_WORKSPACE,
                           timing_cache=args.timing_cache or None, int8_mode=args.trt_int8,
                           int8_vnni_only=args.int8_vnni_only)
+
+
+def _add_foreign_options(p: argparse.ArgumentParser) -> None:
+    from edgeseg.build.onnx_import.declare import PRESETS
+
+    g = p.add_argument_group("a segmentation ONNX exported elsewhere (docs/import.md)")
+    g.add_argument("--onnx", metavar="FILE", help="build this graph instead of a zoo network: its input, output and "
+                   "metadata are detected, what it cannot say is declared with the flags below")
+    g.add_argument("--meta", metavar="FILE", help="YAML or JSON with the fields below (mean, std, channel_order, ...)")
+    g.add_argument("--preset", choices=tuple(PRESETS), help="the usual preprocessing of the graph's source")
+    g.add_argument("--mean", metavar="A,B,C", help="per-channel mean, in the graph's colour order and value range")
+    g.add_argument("--std", metavar="A,B,C", help="per-channel standard deviation, likewise")
+    g.add_argument("--channel-order", choices=("rgb", "bgr"), help="the colour order the graph takes")
+    g.add_argument("--value-range", type=int, choices=(1, 255), help="pixels in 0-1 or 0-255 before mean/std")
+    g.add_argument("--size-divisor", type=int, metavar="N", help="pad frames to multiples of N (crop the output back)")
+    g.add_argument("--classes", metavar="NAMES", help="camvid, cityscapes, voc, a,b,c, or a file of names")
+    g.add_argument("--palette", metavar="P", help="a dataset name, or a JSON file of [r, g, b] per class")
+    g.add_argument("--ignore-index", type=int, help="the label of unlabelled pixels (default the dataset's, or 255)")
+    g.add_argument("--output", metavar="NAME", help="the segmentation output of a graph with several")
+    g.add_argument("--input-layout", choices=("NCHW", "NHWC"), help="where the graph cannot tell")
+    g.add_argument("--output-layout", choices=("NCHW", "NHWC"), help="the scores' class axis, where not detected")
 
 
 def run_doctor(args: argparse.Namespace) -> int:
@@ -179,12 +224,14 @@ def add_commands(sub) -> None:
     p.add_argument("--force", action="store_true", help="replace an existing file")
     p.set_defaults(func=run_export)
 
-    p = sub.add_parser("build", help="checkpoint -> engine directory with manifest.json")
+    p = sub.add_parser("build", help="checkpoint, shipped weights or a foreign ONNX -> engine directory with "
+                                     "manifest.json")
     p.add_argument("--checkpoint", help="trained weights (edgeseg train); default: the weights shipped with "
                    "edgeseg for --model (see `edgeseg models`)")
     p.add_argument("--model", help="zoo name; without --checkpoint its shipped weights are built; checked against "
                    "the checkpoint")
-    p.add_argument("--backbone", help="without --checkpoint: which shipped (or --random-weights) variant")
+    p.add_argument("--backbone", help="which shipped (or --random-weights) variant; with a torchvision state dict "
+                   "as --checkpoint, the one it was trained with")
     p.add_argument("--num-classes", type=int, help="with --random-weights (default 11)")
     p.add_argument("--random-weights", action="store_true", help="untrained weights, for speed-only experiments")
     p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32")
@@ -199,6 +246,9 @@ def add_commands(sub) -> None:
                    help="int8: keep the most sensitive layers in float until the mIoU drop on --val fits")
     p.add_argument("--val-size", type=int, help="int8 budget: images of --val to measure on, 1 or more (default all)")
     p.add_argument("--max-float-layers", type=int, help="int8 budget: most layers it may keep in float")
+    p.add_argument("--class-map", metavar="FILE", help="int8 budget: a JSON map of model class -> --val class, or a "
+                   "shipped one (cityscapes-to-camvid, voc-to-camvid), for a network trained on other classes "
+                   "(docs/int8.md)")
     p.add_argument("--keep-float", nargs="+", metavar="NODE", help="int8: ONNX nodes to keep in float")
     p.add_argument("--no-speed-guard", action="store_true",
                    help="int8: skip timing against the backend's float builds after the build")
@@ -209,6 +259,7 @@ def add_commands(sub) -> None:
                         "AVX-VNNI); by default weights stay within [-64, 64] so every x86 CPU computes the same labels")
     p.add_argument("--backend", choices=("auto", "onnxruntime", "openvino", "tensorrt", "torch"), default="auto")
     p.add_argument("--out", help="engine directory (default engines/MODEL-PRECISION-BACKEND)")
+    _add_foreign_options(p)
     _add_graph_options(p, size_arg)
     p.add_argument("--tail", choices=("auto", "host", "engine"), default="auto",
                    help="where the logits' upsampling and the argmax run: host (the session, boundary cells "

@@ -19,6 +19,10 @@ def run_eval(args: argparse.Namespace) -> int:
         check_prediction_folder(args.save_predictions)
     if args.limit is not None and args.limit < 1:
         raise BadInputError(f"--limit {args.limit} evaluates nothing", "pass a positive number of images, or drop --limit")
+    if args.class_map:  # read before any weights: a missing or malformed map fails now
+        from edgeseg.data.class_map import read_class_map
+
+        args.class_map = read_class_map(args.class_map)
     if not args.engine and not args.checkpoint:
         args.engine = default_eval_engine(args)
     if args.engine:
@@ -46,13 +50,30 @@ def run_eval(args: argparse.Namespace) -> int:
                             "evaluate checkpoints written by `edgeseg train`")
     info = DatasetInfo.from_dict(info_dict)
     dataset = parse_spec(args.data, "val")
+    class_map = _class_map(args, info.classes, dataset)
     predictor = TorchPredictor(model, info.mean, info.std, size=args.input_size, tta=args.tta)
     metrics = evaluate(predictor, dataset, info.classes, dataset.info.ignore_index, progress=not args.no_progress,
-                       on_prediction=label_writer(args.save_predictions) if args.save_predictions else None).metrics
+                       on_prediction=label_writer(args.save_predictions) if args.save_predictions else None,
+                       class_map=class_map).metrics
     print(format_table(metrics))
     if args.json:
-        write_output(args.json, json.dumps(metrics.to_dict(), indent=2), args.force)
+        data = {**metrics.to_dict(), **({"class_map": class_map.to_dict()} if class_map else {})}
+        write_output(args.json, json.dumps(data, indent=2), args.force)
     return 0
+
+
+def _class_map(args: argparse.Namespace, model_classes, dataset):
+    """The --class-map resolved against the model's and the dataset's classes (printed), or None after
+    checking that the two have the same classes: refused before any reference is loaded or image run."""
+    from edgeseg.data.class_map import require_same_classes
+
+    info = dataset.info
+    if not args.class_map:
+        require_same_classes(model_classes, info.classes, info.name)
+        return None
+    bound = args.class_map.bind(model_classes, info.classes, info.ignore_index)
+    print(bound.summary())
+    return bound
 
 
 def default_eval_engine(args: argparse.Namespace) -> str:
@@ -86,6 +107,8 @@ def run_eval_engine(args: argparse.Namespace) -> int:
     strip_path, samples = _strip_output(args)
     session = load(args.engine)
     m, engine = session.manifest, session_predictor(session)
+    dataset = parse_spec(args.data, "val")
+    class_map = _class_map(args, m.classes, dataset)
     reference = None
     if args.reference and os.path.isdir(args.reference):
         reference = session_predictor(load(args.reference))
@@ -95,19 +118,24 @@ def run_eval_engine(args: argparse.Namespace) -> int:
 
         from edgeseg.weights import checkpoint_path
 
-        model, _ = build_from_checkpoint(checkpoint_path(args.reference))
-        reference = TorchPredictor(model, m.input.mean, m.input.std, size=engine.size)
-    dataset = parse_spec(args.data, "val")
+        model, payload = build_from_checkpoint(checkpoint_path(args.reference))
+        # the checkpoint's own normalization: an engine wrapped around a foreign graph records the one
+        # in front of that graph (raw 0-255 pixels for a graph that normalizes its uint8 input itself)
+        own = payload.get("metadata", {}).get("dataset") or {}
+        reference = TorchPredictor(model, own.get("mean", m.input.mean), own.get("std", m.input.std), size=engine.size)
     result = evaluate(engine, dataset, m.classes, m.ignore_index, reference, args.limit,
                       progress=not args.no_progress, keep=samples if strip_path else 0,
-                      on_prediction=label_writer(args.save_predictions) if args.save_predictions else None)
+                      on_prediction=label_writer(args.save_predictions) if args.save_predictions else None,
+                      class_map=class_map)
     if m.random_weights:
         print("NOTE: this engine has RANDOM WEIGHTS (built for speed only); its accuracy means nothing")
     print(f"{args.engine}: {m.backend['name']} {m.precision['requested']} (runs as {m.precision['as_run']})")
     print(format_comparison(result))
     data = result.to_dict()
-    if strip_path and result.frames:
-        data["samples"] = _write_strip(args, result, m, strip_path)
+    if class_map is not None:
+        data["class_map"] = class_map.to_dict()
+    if strip_path and result.frames:  # with a class map the frames are in the dataset's classes
+        data["samples"] = _write_strip(args, result, m, strip_path, dataset.info if class_map else None)
     if args.json:
         write_output(args.json, json.dumps(data, indent=2), args.force)
     return 0
@@ -137,8 +165,9 @@ def _strip_output(args: argparse.Namespace):
     return path, samples
 
 
-def _write_strip(args: argparse.Namespace, result, manifest, path: str) -> dict:
-    """Draw the kept frames, write them to `path`, and return the eval JSON's `samples` section."""
+def _write_strip(args: argparse.Namespace, result, manifest, path: str, classes_of=None) -> dict:
+    """Draw the kept frames, write them to `path`, and return the eval JSON's `samples` section.
+    `classes_of`: the DatasetInfo whose classes and colours the frames are in (default: the engine's)."""
     import os
     from pathlib import Path
 
@@ -149,7 +178,8 @@ def _write_strip(args: argparse.Namespace, result, manifest, path: str) -> dict:
         return p.name if p.is_dir() or p.parent.name in ("", ".") else f"{p.parent.name}/{p.name}"
 
     engine = f"{name(args.engine)} ({manifest.precision['as_run']})"
-    drawn = strip.render(result.frames, manifest.palette, manifest.classes, manifest.ignore_index, engine,
+    legend = classes_of or manifest
+    drawn = strip.render(result.frames, legend.palette, legend.classes, legend.ignore_index, engine,
                          name(args.reference) if args.reference else "reference")
     strip.write(drawn, path, overwrite=args.force)
     print(f"wrote {path} ({len(result.frames)} frames, {os.path.getsize(path) / 1024:.0f} KiB)")
@@ -166,6 +196,9 @@ def _add_eval(sub) -> None:
                    "(e.g. deeplabv3plus) to measure the drop against")
     p.add_argument("--limit", type=int, help="with --engine: only the first N images")
     p.add_argument("--data", required=True, help="dataset spec, e.g. camvid:PATH:val")
+    p.add_argument("--class-map", metavar="FILE", help="score a network whose classes are not the dataset's: a JSON "
+                   "map of model class -> dataset class, or a shipped one (cityscapes-to-camvid, voc-to-camvid); "
+                   "see docs/int8.md")
     p.add_argument("--json", metavar="FILE", help="write miou, macc, pixel_acc, per_class_iou (fractions)")
     p.add_argument("--save-predictions", metavar="DIR", help="one label PNG per image, class ids as values")
     p.add_argument("--samples", type=int, metavar="N",

@@ -37,12 +37,18 @@ def _nanmean(values: np.ndarray) -> float:
 
 
 class ConfusionMatrix:
-    """Rows are ground truth, columns predictions; `update` is one bincount per batch."""
+    """Rows are ground truth, columns predictions; `update` is one bincount per batch.
 
-    def __init__(self, num_classes: int, ignore_index: int | None = None) -> None:
+    `none_column`: predictions may also be `num_classes`, "none of these classes" (a foreign model's
+    class that a class map leaves out, edgeseg.data.class_map). Such a pixel is a miss for its
+    ground-truth class and a false positive for no class; the column has no IoU of its own.
+    """
+
+    def __init__(self, num_classes: int, ignore_index: int | None = None, none_column: bool = False) -> None:
         self.num_classes = num_classes
         self.ignore_index = ignore_index
-        self.matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+        self.columns = num_classes + 1 if none_column else num_classes
+        self.matrix = np.zeros((num_classes, self.columns), dtype=np.int64)
 
     def update(self, target: np.ndarray, prediction: np.ndarray) -> None:
         """Add a batch: integer arrays of the same shape (any shape)."""
@@ -54,14 +60,14 @@ class ConfusionMatrix:
         keep = target != self.ignore_index if self.ignore_index is not None else np.ones(target.shape, bool)
         t = target[keep].astype(np.int64)
         p = prediction[keep].astype(np.int64)
-        k = self.num_classes
+        k, c = self.num_classes, self.columns
         if t.size and (t.max() >= k or t.min() < 0):
             raise BadInputError(f"ground truth holds class {int(t.max())} but there are {k} classes",
                                 "check the dataset's class count and ignore index")
-        if p.size and (p.max() >= k or p.min() < 0):
+        if p.size and (p.max() >= c or p.min() < 0):
             raise BadInputError(f"prediction holds class {int(p.max())} but there are {k} classes",
                                 "the model was built for another class count")
-        self.matrix += np.bincount(t * k + p, minlength=k * k).reshape(k, k)
+        self.matrix += np.bincount(t * c + p, minlength=k * c).reshape(k, c)
 
     def merge(self, other: "ConfusionMatrix") -> None:
         self.matrix += other.matrix
@@ -69,9 +75,10 @@ class ConfusionMatrix:
     def compute(self, class_names: Sequence[str] | None = None) -> SegMetrics:
         names = list(class_names) if class_names is not None else [str(i) for i in range(self.num_classes)]
         m = self.matrix.astype(np.float64)
-        tp = np.diag(m)
-        gt = m.sum(axis=1)
-        pred = m.sum(axis=0)
+        k = self.num_classes
+        tp = np.diag(m[:, :k])
+        gt = m.sum(axis=1)  # the "none" column included: those pixels are misses
+        pred = m[:, :k].sum(axis=0)
         union = gt + pred - tp
         with np.errstate(divide="ignore", invalid="ignore"):
             iou = np.where(union > 0, tp / union, np.nan)

@@ -21,6 +21,7 @@ from typing import Callable, Protocol, Sequence
 import cv2
 import numpy as np
 
+from edgeseg.data.class_map import ClassMap, require_same_classes
 from edgeseg.data.metrics import ConfusionMatrix, SegMetrics
 from edgeseg.errors import BadInputError, EdgesegError
 from edgeseg.runtime.frames import resize_labels, resize_to_input
@@ -123,7 +124,7 @@ class EngineEval:
 def evaluate(predictor: Predictor, samples: Sequence[SampleLike], classes: Sequence[str] | None = None,
              ignore_index: int | None = None, reference: Predictor | None = None, limit: int | None = None,
              progress: bool = False, *, on_prediction: OnPrediction | None = None, batch: int = 1,
-             same_outputs: bool = False, keep: int = 0) -> EngineEval:
+             same_outputs: bool = False, keep: int = 0, class_map: ClassMap | None = None) -> EngineEval:
     """Run `predictor` (and `reference`) over the first `limit` samples (0 or None: all), `batch` at a time.
 
     With `classes`, labelled samples are scored into a confusion matrix each; a dataset (anything with
@@ -132,9 +133,18 @@ def evaluate(predictor: Predictor, samples: Sequence[SampleLike], classes: Seque
     1 needs images of one size once resized (a predictor with a `size`, or frames made alike).
     `keep`: that many frames, evenly spread over the evaluated ones, are returned in `frames` with both
     label maps (for edgeseg.measure.strip).
+
+    `class_map`: `classes` are the model's and the dataset's differ; predictions are mapped to the
+    dataset's classes before they are scored, kept and passed to `on_prediction`, so the metrics are over
+    the dataset's classes, while the agreement with the reference (in the same model classes) is counted
+    before the mapping: two classes mapped to one dataset class still disagree.
     """
-    _check_classes(samples, classes)
-    tally = _Tally(classes, _labels_ignore_index(samples, ignore_index), reference is not None)
+    scored = _check_classes(samples, classes, class_map)
+    ignored = _labels_ignore_index(samples, ignore_index)
+    if class_map is not None and ignored != class_map.ignore_index:
+        raise BadInputError(f"class map {class_map.source} was resolved for ignore index {class_map.ignore_index}, "
+                            f"the labels use {ignored}", "resolve the class map against the dataset evaluated on")
+    tally = _Tally(scored, ignored, reference is not None, class_map)
     count = min(len(samples), _checked_limit(limit) or len(samples))
     kept = set(spread(count, keep))
     from edgeseg.progress import progress as bar_for
@@ -149,11 +159,11 @@ def evaluate(predictor: Predictor, samples: Sequence[SampleLike], classes: Seque
                 if start + i in kept:
                     tally.keep(start + i, sample, labels[i], None if ref_labels is None else ref_labels[i])
                 if on_prediction is not None:
-                    on_prediction(sample, labels[i])
+                    on_prediction(sample, labels[i] if class_map is None else class_map.apply(labels[i]))
             if ref_raw is not None:
                 tally.add_raw(raw, ref_raw, same_outputs)
             bar.update(len(chunk))
-    return tally.result(classes)
+    return tally.result(scored)
 
 
 def _labels_ignore_index(samples: Sequence[SampleLike], ignore_index: int | None) -> int | None:
@@ -174,11 +184,22 @@ def _checked_limit(limit: int | None) -> int | None:
     return count(limit, "the evaluation limit", "pass a positive number of images, or no limit", zero=True)
 
 
-def _check_classes(samples: Sequence[SampleLike], classes: Sequence[str] | None) -> None:
+def _check_classes(samples: Sequence[SampleLike], classes: Sequence[str] | None,
+                   class_map: ClassMap | None) -> Sequence[str] | None:
+    """The classes the metrics are over: the dataset's through a class map resolved for these classes,
+    else the model's, which must be a dataset's own (count, names and order: edgeseg.data.class_map)."""
     info = getattr(samples, "info", None)
-    if info is not None and classes is not None and info.num_classes != len(classes):
-        raise BadInputError(f"the model predicts {len(classes)} classes but {info.name} has {info.num_classes}",
-                            "evaluate on the dataset the model was trained for")
+    if class_map is None:
+        if info is not None and classes is not None:
+            require_same_classes(classes, info.classes, info.name)
+        return classes
+    if classes is not None and tuple(classes) != class_map.model_classes:
+        raise BadInputError(f"class map {class_map.source} was resolved for other model classes",
+                            "resolve the class map against the classes of the model evaluated")
+    if info is not None and tuple(info.classes) != class_map.dataset_classes:
+        raise BadInputError(f"class map {class_map.source} was resolved for other classes than {info.name}'s",
+                            "resolve the class map against the dataset evaluated on")
+    return class_map.dataset_classes
 
 
 def _predict(predictor: Predictor, chunk: list[SampleLike]) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -197,11 +218,14 @@ def _scored_size(sample: SampleLike) -> tuple[int, int]:
 class _Tally:
     """The confusion matrices of the predictor and the reference, and where the two agree."""
 
-    def __init__(self, classes: Sequence[str] | None, ignore_index: int | None, compared: bool) -> None:
+    def __init__(self, classes: Sequence[str] | None, ignore_index: int | None, compared: bool,
+                 class_map: ClassMap | None = None) -> None:
         scored = classes is not None
         self.ignore_index = ignore_index
-        self.ours = ConfusionMatrix(len(classes), ignore_index) if scored else None
-        self.theirs = ConfusionMatrix(len(classes), ignore_index) if scored and compared else None
+        self.class_map = class_map  # scored in the dataset's classes; agreement stays in the model's
+        none = class_map is not None  # a model class without a dataset class is a miss, not an error
+        self.ours = ConfusionMatrix(len(classes), ignore_index, none) if scored else None
+        self.theirs = ConfusionMatrix(len(classes), ignore_index, none) if scored and compared else None
         self.compared = compared
         self.agree = self.counted = 0
         self.diff: float | None = None
@@ -209,9 +233,11 @@ class _Tally:
 
     def add(self, label: np.ndarray | None, ours: np.ndarray, theirs: np.ndarray | None) -> None:
         if label is not None and self.ours is not None:
-            self.ours.update(label, ours)
+            mapped = self.class_map
+            target = label if mapped is None else mapped.score_labels(label)
+            self.ours.update(target, ours if mapped is None else mapped.score_predictions(ours))
             if self.theirs is not None:
-                self.theirs.update(label, theirs)
+                self.theirs.update(target, theirs if mapped is None else mapped.score_predictions(theirs))
         if theirs is None:
             return
         if label is None or self.ignore_index is None:
@@ -231,6 +257,9 @@ class _Tally:
                 disagreement = np.count_nonzero(differ & valid) / max(np.count_nonzero(valid), 1)
             else:
                 disagreement = np.count_nonzero(differ) / differ.size
+        if self.class_map is not None:  # drawn beside the ground truth: in the dataset's classes
+            ours = self.class_map.apply(ours)
+            theirs = None if theirs is None else self.class_map.apply(theirs)
         self.frames.append(KeptFrame(index, str(getattr(sample, "name", "") or index), sample.image, sample.label,
                                      ours, theirs, None if disagreement is None else float(disagreement)))
 

@@ -34,6 +34,10 @@ def save(path: str | os.PathLike, model: nn.Module, metadata: dict[str, Any] | N
         torch.save(payload, tmp)
 
 
+class NotEdgesegCheckpoint(CheckpointError):
+    """A readable file without edgeseg's format: a plain state dict, perhaps torchvision's."""
+
+
 CHECKPOINT_FIX = "check the path, or train one with `edgeseg train`"
 DAMAGED_FIX = "the file was edited, damaged or not written by edgeseg: re-save or re-train it"
 
@@ -53,7 +57,7 @@ def load(path: str | os.PathLike, resume: bool = False) -> dict[str, Any]:
         raise CheckpointError(f"cannot read checkpoint {path}: {exc}".splitlines()[0],
                               "the file is truncated or not an edgeseg checkpoint; re-save or re-train it") from None
     if not isinstance(payload, dict) or payload.get("format") != "edgeseg-checkpoint/1":
-        raise CheckpointError(f"{path} is not an edgeseg checkpoint",
+        raise NotEdgesegCheckpoint(f"{path} is not an edgeseg checkpoint",
                               "for a plain state dict use edgeseg.models.weights.read_weights + load_weights")
     _check_payload(payload, f"checkpoint {path}")
     if resume and "train_state" not in payload:

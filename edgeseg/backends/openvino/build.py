@@ -171,7 +171,8 @@ def _within_budget(model, quantized, batches, common, advanced, budget):
     layers = runtime_layers(compiled)
     kept = {name: precision for name, precision in layers.items() if precision != "int8"}
     report = BudgetReport(budget.max_drop, val.spec, len(val.frames), round(fp32, 3), round(int8, 3),
-                          round(final, 3), fp32 - final <= budget.max_drop, strategy, sorted(kept), kept)
+                          round(final, 3), fp32 - final <= budget.max_drop, strategy, sorted(kept), kept,
+                          class_map=val.class_map_record())
     return quantized, report
 
 
