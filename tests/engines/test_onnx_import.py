@@ -314,3 +314,17 @@ def test_int8_budget_of_a_foreign_network_through_a_class_map(tmp_path):
                     val="synthetic:val", val_size=4, max_miou_drop=50.0, class_map=str(mapping))
     budget = result.manifest.extra["miou_budget"]
     assert budget["drop"] <= 50.0 and "speed_guard" in result.manifest.extra
+
+
+def test_a_dynamic_graph_builds_a_dynamic_engine(tmp_path):
+    dynamic = next(c for c in CONVENTIONS if c.name == "dynamic_hw")
+    path = export(tmp_path / "d.onnx", dynamic)
+    result = build_engine(BuildRequest(Source(onnx=str(path), declared=Declared(**dynamic.flags)),
+                                       backend="onnxruntime", graph=Graph(input_size=(64, 96), dynamic=True),
+                                       destination=Destination(out=str(tmp_path / "e"))))
+    assert result.manifest.input.shape == (None, None, None, 3)
+    frames = _frames((48, 80), n=2)
+    with load(result.path) as session:
+        got = session.infer(frames)
+    assert got.shape == (2, 48, 80)
+    assert _agreement(got, reference_labels(path, dynamic, frames)) >= 0.9995
