@@ -328,3 +328,13 @@ def test_a_dynamic_graph_builds_a_dynamic_engine(tmp_path):
         got = session.infer(frames)
     assert got.shape == (2, 48, 80)
     assert _agreement(got, reference_labels(path, dynamic, frames)) >= 0.9995
+
+
+def test_a_sidecar_names_a_preset_and_flags_win_over_it(tmp_path):
+    path = export(tmp_path / "n.onnx", NCHW)
+    (tmp_path / "meta.yaml").write_text("preset: mmseg\nclasses: [road, car, sky, tree, person]\n")
+    foreign = open_foreign(path, Declared(meta=str(tmp_path / "meta.yaml")), None)
+    assert foreign.pre.value_range == 255 and foreign.resolved.sources["mean"] == "preset mmseg"
+    foreign = open_foreign(path, Declared(meta=str(tmp_path / "meta.yaml"), preset="imagenet", value_range=1,
+                                          mean=(0.5,) * 3, std=(0.25,) * 3), None)
+    assert foreign.resolved.sources["mean"] == "--mean" and "preset" not in foreign.resolved.values

@@ -93,24 +93,22 @@ def gather(declared: Declared, onnx_path: Path, metadata: dict[str, str]) -> Res
     resolved = Resolved()
     for name, value in declared.said().items():
         resolved.offer(name, value, "--" + name.replace("_", "-"))
-    if declared.meta:
-        sidecar = read_sidecar(Path(declared.meta))
-        preset = sidecar.pop("preset", None)
-        for name, value in sidecar.items():
-            resolved.offer(name, value, f"sidecar {declared.meta}")
-        if preset and not declared.preset:
-            declared = Declared(preset=preset)
+    sidecar = read_sidecar(Path(declared.meta)) if declared.meta else {}
+    sidecar_preset = sidecar.pop("preset", None)
+    preset = declared.preset or sidecar_preset
+    for name, value in sidecar.items():
+        resolved.offer(name, value, f"sidecar {declared.meta}")
     for name, value in from_metadata_props(metadata).items():
         resolved.offer(name, value, "metadata_props")
     for name, value in from_mmdeploy(onnx_path.parent).items():
         resolved.offer(name, value, "mmdeploy pipeline.json")
     for name, (value, source) in from_huggingface(onnx_path.parent).items():
         resolved.offer(name, value, source)
-    if declared.preset:
-        if declared.preset not in PRESETS:
-            raise UnknownNameError("preset", declared.preset, PRESETS)
-        for name, value in PRESETS[declared.preset].items():
-            resolved.offer(name, value, f"preset {declared.preset}")
+    if preset:
+        if preset not in PRESETS:
+            raise UnknownNameError("preset", preset, PRESETS)
+        for name, value in PRESETS[preset].items():
+            resolved.offer(name, value, f"preset {preset}")
     return resolved
 
 
