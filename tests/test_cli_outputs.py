@@ -100,6 +100,9 @@ DESTINATIONS = {
     "eval-json": ["eval", "--engine", "no-such-engine", "--data", "synthetic:2", "--json", "{dest}/eval.json"],
     "bench-json": ["bench", "no-such-engine", "--data", "synthetic:2", "--json", "{dest}/bench.json"],
     "report-out": ["report", "missing-bench.json", "--out", "{dest}/report.html"],
+    "export-out": ["export", "--checkpoint", "missing.pt", "--out", "{dest}/model.onnx"],
+    "train-out": ["train", "--model", "fastscnn", "--data", "camvid:missing-camvid", "--out", "{dest}/run"],
+    "demo-out": ["demo", "--data", "folder:missing-frames", "--out", "{dest}/demo"],
 }
 
 

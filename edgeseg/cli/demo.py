@@ -14,7 +14,10 @@ def run_demo(args: argparse.Namespace) -> int:
     from edgeseg.demo import DemoConfig
     from edgeseg.demo import run_demo as demo
 
+    from edgeseg.io import require_writable_folder
+
     out = Path(args.out) if args.out else Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")
+    require_writable_folder(out, "the demo's run folder (--out)", "pass --out DIR in a folder you can write to")
     result = demo(DemoConfig(data=args.data, out=out, model=args.model, epochs=args.epochs, backend=args.backend,
                              input_size=args.input_size, video_frames=args.video_frames, calib_size=args.calib_size,
                              max_miou_drop=args.max_miou_drop, progress=not args.no_progress))

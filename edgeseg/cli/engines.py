@@ -22,6 +22,9 @@ def _add_graph_options(p: argparse.ArgumentParser, size_arg) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    from edgeseg.cli.common import writable_output
+
+    writable_output(args.out, args.force)  # before the export: a read-only or taken --out fails now, not after it
     from edgeseg.build.export import ExportOptions, export_onnx
     from edgeseg.train.checkpoint import build_from_checkpoint
 

@@ -104,10 +104,14 @@ def _scale_range(text: str) -> tuple[float, float]:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from edgeseg.io import require_writable_folder
     from edgeseg.train.loop import TrainConfig, default_workers, train
 
+    out = args.out or f"runs/{args.model}"
+    # before the data is read and the first epoch runs: a run folder that cannot be written fails now
+    require_writable_folder(out, "the run folder (--out)", "pass --out DIR in a folder you can write to")
     config = TrainConfig(
-        model=args.model, data=args.data, out=args.out or f"runs/{args.model}", model_options=_model_options(args),
+        model=args.model, data=args.data, out=out, model_options=_model_options(args),
         val=args.val, epochs=args.epochs, batch_size=args.batch_size, crop=args.crop, optimizer=args.optimizer,
         scale_range=args.scale_range, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay, class_weights=_class_weights(args.class_weights),
         aux_weight=args.aux_weight, precision=args.precision, threads=args.threads,
