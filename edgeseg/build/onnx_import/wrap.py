@@ -238,11 +238,9 @@ def _postprocess(b: _Builder, tensor: str, dtype_name: str, out: OutputFacts, pr
 
 def _named(b: _Builder, tensor: str, name: str) -> str:
     """The engine output named `name`: the last added node's output, or an Identity of the user's output."""
-    if b.nodes and b.nodes[-1].output[0] == tensor:
-        b.rename_last(name)
-    else:
+    if not (b.nodes and b.nodes[-1].output[0] == tensor):
         b.node("Identity", [tensor], name)
-        b.rename_last(name)
+    b.rename_last(name)
     return name
 
 
