@@ -276,16 +276,18 @@ def _spec(plan: _Plan, exported: ExportResult, stage: Path) -> BuildSpec:
 
 
 def _checkpoint_file(plan: _Plan, stage: Path) -> str | None:
-    """The torch backend's artifact is a checkpoint: random weights are saved into the stage for it."""
+    """The torch backend's artifact is an edgeseg checkpoint: random weights, and a torchvision state dict
+    (which carries no classes or preprocessing), are saved into the stage as one for it."""
     source = plan.request.source
-    if plan.source.checkpoint:
+    if plan.source.checkpoint and not plan.source.torchvision:
         return plan.source.checkpoint
-    if not source.random_weights:
+    if not source.random_weights and not plan.source.torchvision:
         return None
     if plan.backend.name == "torch":
         from edgeseg.train.checkpoint import save
 
-        save(stage / RANDOM_CHECKPOINT, plan.source.module, {"dataset": plan.source.dataset, "random_weights": True})
+        save(stage / RANDOM_CHECKPOINT, plan.source.module,
+             {"dataset": plan.source.dataset, **({"random_weights": True} if source.random_weights else {})})
     return str(stage / RANDOM_CHECKPOINT)
 
 

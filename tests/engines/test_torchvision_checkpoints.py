@@ -69,3 +69,17 @@ def test_class_names_for_other_counts_and_wrong_variants(tmp_path, capsys):
     assert "torchvision's state dicts build as" in capsys.readouterr().err
     assert main(["build", "--checkpoint", str(path), "--input-size", "64x96", "--out", str(tmp_path / "d")]) == 2
     assert "pass --model and --backbone" in capsys.readouterr().err
+
+
+def test_the_torch_reference_backend_runs_a_torchvision_state_dict(tmp_path):
+    torch.manual_seed(0)
+    net = build("lraspp", 5).eval()
+    path = tmp_path / "lraspp.pth"
+    torch.save(net.state_dict(), path)
+    out = tmp_path / "ref"
+    assert main(["build", "--model", "lraspp", "--checkpoint", str(path), "--classes", "road,car,sky,tree,person",
+                 "--input-size", "64x96", "--backend", "torch", "--out", str(out)]) == 0
+    frames = np.random.default_rng(1).integers(0, 256, (2, *SIZE, 3), dtype=np.uint8)
+    with load(out) as session:
+        got = np.concatenate([session.infer(f[None]) for f in frames])
+    assert np.mean(got == _torchvision_labels(net, frames)) >= 0.9995
