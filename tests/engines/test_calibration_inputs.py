@@ -243,3 +243,24 @@ def test_the_good_tensorrt_cache_is_read_and_written(tmp_path):
     cache, key = tmp_path / "c.cache", {"onnx_sha256": "a", "method": trt_int8.IMPLICIT_METHOD}
     trt_int8.write_cache(cache, key, GOOD_TRT_CACHE)
     assert trt_int8.read_valid_cache(cache, key) == GOOD_TRT_CACHE
+
+
+@pytest.mark.parametrize("version,code", [("10.3.0.26", 100300), ("8.6.1.6", 8601), ("10.13.2", 101302),
+                                          ("7.0.0", 7000), ("11.0", 110000)])
+def test_tensorrt_version_codes_match_the_cache_headers_tensorrt_writes(version, code):
+    from edgeseg.backends.tensorrt import int8 as trt_int8
+
+    assert trt_int8.version_code(version) == code
+
+
+def test_a_cache_from_another_tensorrt_release_is_recalibrated(tmp_path, capsys):
+    from edgeseg.backends.tensorrt import int8 as trt_int8
+
+    cache, key = tmp_path / "c.cache", {"onnx_sha256": "a", "method": trt_int8.IMPLICIT_METHOD}
+    trt_int8.write_cache(cache, key, GOOD_TRT_CACHE, "10.3.0.26")  # TRT-100300: the release that wrote it
+    assert trt_int8.read_valid_cache(cache, key, "10.3.0.26") == GOOD_TRT_CACHE
+    assert trt_int8.read_valid_cache(cache, key, "10.8.0.43") is None  # an upgrade: its scales are not reused
+    assert "another TensorRT release (header TRT-100300; this is TensorRT 10.8.0.43" in capsys.readouterr().out
+    old = b"TRT-8601-EntropyCalibration2\nx: 3c010a14\n"
+    assert trt_int8.cache_problem(old, "8.6.1.6") is None
+    assert "another TensorRT release" in trt_int8.cache_problem(old, "10.3.0")

@@ -64,14 +64,25 @@ _SCALE = re.compile(r"[0-9a-fA-F]{1,8}")
 MAX_CACHE_BYTES = 64 << 20  # a cache holds one line per tensor: a few KiB to a few hundred
 
 
-def cache_problem(data: bytes) -> str | None:
+def version_code(version: str) -> int:
+    """The number TensorRT writes in a cache's header: its NV_TENSORRT_VERSION macro, major*1000 +
+    minor*100 + patch before TensorRT 10 (8.6.1 -> 8601), major*10000 + minor*100 + patch from 10 on
+    (10.3.0 -> 100300)."""
+    parts = [int(p) for p in re.findall(r"\d+", version)[:3]] + [0, 0, 0]
+    major, minor, patch = parts[:3]
+    return major * (10000 if major >= 10 else 1000) + minor * 100 + patch
+
+
+def cache_problem(data: bytes, tensorrt_version: str | None = None) -> str | None:
     """Why `data` is not a calibration cache TensorRT's entropy calibrator 2 wrote (a phrase), or None.
 
     The sidecar's key and sha256 only prove the bytes are the ones sealed: a cache crafted together with
     its sidecar, or a write TensorRT never finished, is still handed to TensorRT, which takes its scales
     as they are. So the content is checked too: the header and algorithm, one "name: scale" line per
     tensor with no name twice, and every scale a finite, non-negative float32 (a NaN, inf or negative
-    scale would become the engine's quantization)."""
+    scale would become the engine's quantization). Given the running `tensorrt_version`, a cache another
+    TensorRT release wrote is refused too: NVIDIA does not promise its scales carry across releases (the
+    layers it names and fuses change), and an old cache would otherwise outlive every upgrade."""
     if len(data) > MAX_CACHE_BYTES:
         return f"is {len(data) >> 20} MiB, not a calibration cache"
     try:
@@ -83,6 +94,9 @@ def cache_problem(data: bytes) -> str | None:
         return "has no TRT-<version>-<algorithm> header"
     if header.group(2) != _ALGORITHM:
         return f"was made by {header.group(2)}, not {_ALGORITHM}"
+    if tensorrt_version is not None and int(header.group(1)) != version_code(tensorrt_version):
+        return (f"was written by another TensorRT release (header TRT-{header.group(1)}; this is TensorRT "
+                f"{tensorrt_version}, TRT-{version_code(tensorrt_version)})")
     seen: set[str] = set()
     for number, line in enumerate(lines[1:], 2):
         if not line.strip():
@@ -102,7 +116,7 @@ def cache_problem(data: bytes) -> str | None:
     return None
 
 
-def read_valid_cache(path: Path, key: dict) -> bytes | None:
+def read_valid_cache(path: Path, key: dict, tensorrt_version: str | None = None) -> bytes | None:
     """The cache bytes when its key and sha256 match and its content is a TensorRT entropy calibration
     cache (`cache_problem`); None (recalibrate) otherwise."""
     if cache_is_valid(path, key):
@@ -111,7 +125,7 @@ def read_valid_cache(path: Path, key: dict) -> bytes | None:
         except OSError as exc:
             print(f"TensorRT calibration cache {path} cannot be read ({exc.strerror}); recalibrating")
             return None
-        problem = cache_problem(data)
+        problem = cache_problem(data, tensorrt_version)
         if problem is None:
             return data
         print(f"TensorRT calibration cache {path} {problem}; recalibrating")
@@ -121,10 +135,10 @@ def read_valid_cache(path: Path, key: dict) -> bytes | None:
     return None
 
 
-def write_cache(path: Path, key: dict, data: bytes) -> None:
+def write_cache(path: Path, key: dict, data: bytes, tensorrt_version: str | None = None) -> None:
     """Keep the cache TensorRT wrote, sealed with its key; a cache that fails `cache_problem` is refused,
     not kept for every later build (its scales are this build's too, so the build must stop)."""
-    problem = cache_problem(data)
+    problem = cache_problem(data, tensorrt_version)
     if problem:
         raise EdgesegError(f"TensorRT wrote a calibration cache that {problem}",
                            "check the calibration images and the network's weights (a NaN activation makes NaN "
@@ -160,11 +174,11 @@ def entropy_calibrator(trt, cuda, calib: CalibrationSet, cache: Path, key: dict)
             return [int(self._device)]
 
         def read_calibration_cache(self):
-            return read_valid_cache(cache, key)
+            return read_valid_cache(cache, key, trt.__version__)
 
         def write_calibration_cache(self, data) -> None:
             try:
-                write_cache(cache, key, bytes(data))
+                write_cache(cache, key, bytes(data), trt.__version__)
             except EdgesegError as exc:  # raised inside TensorRT's callback it would be lost: raised at release()
                 self.error = exc
 
