@@ -3,6 +3,8 @@
 World coordinates are metres: x to the right of the camera, y up from the road, z forward. Every shape is
 drawn with cv2 on the BGR image and, with its class id, on the label map, back to front, so the labels
 show exactly what is visible. Shapes drawn with class None change only the image (texture, lights).
+A canvas made with `instances=True` also keeps an instance-id map: every shape that sets a class also
+sets `instance_id` (0 for stuff), so a nearer tree or pole cuts the car behind it as it cuts its label.
 """
 
 from __future__ import annotations
@@ -46,12 +48,21 @@ class Canvas:
     """An image and its label map seen by a camera cam_h above the road, focal length f pixels."""
 
     def __init__(self, h: int, w: int, f: float, horizon: float, vx: float, cam_h: float,
-                 side_light: tuple[float, float] = (0.8, 0.8)) -> None:
+                 side_light: tuple[float, float] = (0.8, 0.8), instances: bool = False) -> None:
         self.h, self.w, self.f, self.hy, self.vx, self.cam_h = h, w, f, horizon, vx, cam_h
         self.side_light = side_light  # brightness of faces that look left (+x normal is 'left-facing') / right
         self.image = np.empty((h, w, 3), np.uint8)
         self.label = np.empty((h, w), np.uint8)
         self.shadow: np.ndarray | None = None  # float32 brightness factor, made on the first shadow
+        self.instance = np.zeros((h, w), np.int32) if instances else None  # id painted with each class
+        self.instance_id = 0  # set by the painter before each object: 0 for stuff, an id for a countable thing
+
+    def _mark(self, paint, cls: int | None) -> None:
+        """Paint the label map (and the instance map, if kept) with the same cv2 call `paint(target, value)`."""
+        if cls is not None:
+            paint(self.label, cls)
+            if self.instance is not None:
+                paint(self.instance, self.instance_id)
 
     def project(self, pts) -> np.ndarray:
         """Pixel coordinates (... x 2, float) of world points (... x 3)."""
@@ -75,8 +86,7 @@ class Canvas:
         """Fill one convex polygon given by a few world points."""
         p = self._fixed(pts)
         cv2.fillConvexPoly(self.image, p, color, cv2.LINE_8, SHIFT)
-        if cls is not None:
-            cv2.fillConvexPoly(self.label, p, cls, cv2.LINE_8, SHIFT)
+        self._mark(lambda target, value: cv2.fillConvexPoly(target, p, value, cv2.LINE_8, SHIFT), cls)
 
     def polys(self, pts: np.ndarray, color, cls: int | None) -> None:
         """Fill many polygons given by world points (n x k x 3) with one colour."""
@@ -84,16 +94,14 @@ class Canvas:
             return
         p = list(np.rint(self.project(pts) * _ONE).astype(np.int32))
         cv2.fillPoly(self.image, p, color, cv2.LINE_8, SHIFT)
-        if cls is not None:
-            cv2.fillPoly(self.label, p, cls, cv2.LINE_8, SHIFT)
+        self._mark(lambda target, value: cv2.fillPoly(target, p, value, cv2.LINE_8, SHIFT), cls)
 
     def line(self, a, b, radius: float, color, cls: int | None) -> None:
         """A capsule of `radius` metres between world points a and b."""
         (ua, va), (ub, vb) = self._fixed((a, b)).tolist()
         t = int(min(2000, max(1, round(2 * self.px(radius, 0.5 * (a[2] + b[2]))))))
         cv2.line(self.image, (ua, va), (ub, vb), color, t, cv2.LINE_8, SHIFT)
-        if cls is not None:
-            cv2.line(self.label, (ua, va), (ub, vb), cls, t, cv2.LINE_8, SHIFT)
+        self._mark(lambda target, value: cv2.line(target, (ua, va), (ub, vb), value, t, cv2.LINE_8, SHIFT), cls)
 
     def ellipse(self, c, rx: float, ry: float, color, cls: int | None, thickness: float = 0.0) -> None:
         """An upright ellipse (radii in metres) in the plane facing the camera; thickness in metres, 0 fills."""
@@ -103,8 +111,7 @@ class Canvas:
         axes = (max(_ONE, int(s * rx)), max(_ONE, int(s * ry)))
         t = -1 if thickness <= 0 else max(1, round(s * thickness / _ONE))
         cv2.ellipse(self.image, centre, axes, 0, 0, 360, color, t, cv2.LINE_8, SHIFT)
-        if cls is not None:
-            cv2.ellipse(self.label, centre, axes, 0, 0, 360, cls, t, cv2.LINE_8, SHIFT)
+        self._mark(lambda target, value: cv2.ellipse(target, centre, axes, 0, 0, 360, value, t, cv2.LINE_8, SHIFT), cls)
 
     def disc(self, c, r: float, color, cls: int | None) -> None:
         self.ellipse(c, r, r, color, cls)

@@ -325,8 +325,18 @@ def _bicyclist(rng: np.random.Generator, xl: float, xr: float, z: float, speed: 
 
 def _render(sc: _Scene, t: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Image and label of the street at time t: sky, skyline, ground, then objects back to front."""
+    cv = _paint(sc, t)
+    return finish(cv, sc.look, rng), cv.label
+
+
+INSTANCE_KINDS = ("car", "person", "bicyclist")  # the countable things; the rest is stuff
+
+
+def _paint(sc: _Scene, t: float, instances: bool = False) -> Canvas:
+    """The canvas of the street at time t before the camera's look is applied. With `instances`, its
+    instance map holds k + 1 where thing sc.things[k] (one of INSTANCE_KINDS) is visible, else 0."""
     cam_z = sc.speed * t
-    cv = Canvas(sc.h, sc.w, sc.f, sc.horizon, sc.vx, sc.cam_h, sc.side_light)
+    cv = Canvas(sc.h, sc.w, sc.f, sc.horizon, sc.vx, sc.cam_h, sc.side_light, instances=instances)
     a = np.clip(np.arange(sc.h, dtype=np.float32) / max(sc.horizon, 1.0), 0, 1)[:, None] ** 0.7
     cv.image[:] = (np.asarray(sc.sky[0], np.float32) * (1 - a) + np.asarray(sc.sky[1], np.float32) * a).astype(
         np.uint8)[:, None]
@@ -341,9 +351,10 @@ def _render(sc: _Scene, t: float, rng: np.random.Generator) -> tuple[np.ndarray,
         z = o.z + o.v * t - cam_z
         if z < (250 if o.kind == "building" else 120) and z + (o.p.get("length", 3.0)) > NEAR:
             visible.append((o.layer, -z, k, o, z))
-    for _, _, _, o, z in sorted(visible, key=lambda item: item[:3]):
+    for _, _, k, o, z in sorted(visible, key=lambda item: item[:3]):
+        cv.instance_id = k + 1 if o.kind in INSTANCE_KINDS else 0
         DRAW[o.kind](cv, o, z, t)
-    return finish(cv, sc.look, rng), cv.label
+    return cv
 
 
 def _check_size(size) -> tuple[int, int]:

@@ -23,6 +23,7 @@ class ModelEntry:
     builder: Callable[..., nn.Module]
     backbones: tuple[str, ...] = ()
     paper: str = ""
+    task: str = "semantic"  # "semantic": a label per pixel; "instance": boxes, classes, scores, masks
 
     @property
     def default_backbone(self) -> str | None:
@@ -36,10 +37,10 @@ class ModelEntry:
 
 
 def _collect() -> dict[str, ModelEntry]:
-    from edgeseg.models import deeplab, deeplabv3, fastscnn, fcn, lraspp, pspnet, refinenet, segnet, unet
+    from edgeseg.models import deeplab, deeplabv3, fastscnn, fcn, lraspp, maskrcnn, pspnet, refinenet, segnet, unet
 
     registry: dict[str, ModelEntry] = {}
-    for module in (fcn, segnet, unet, pspnet, deeplab, deeplabv3, refinenet, lraspp, fastscnn):
+    for module in (fcn, segnet, unet, pspnet, deeplab, deeplabv3, refinenet, lraspp, fastscnn, maskrcnn):
         for entry in module.MODELS:
             if entry.name in registry:
                 raise RuntimeError(f"model '{entry.name}' is registered twice")
@@ -57,9 +58,10 @@ def registry() -> dict[str, ModelEntry]:
     return _REGISTRY
 
 
-def names() -> list[str]:
-    """Every model name `build` accepts, in the registry's order (classic families first)."""
-    return list(registry())
+def names(task: str | None = None) -> list[str]:
+    """Every model name `build` accepts, in the registry's order (classic families first); with `task`
+    ("semantic" or "instance"), those of that task only."""
+    return [name for name, e in registry().items() if task is None or e.task == task]
 
 
 def entry(name: str) -> ModelEntry:

@@ -12,7 +12,7 @@ from edgeseg.models import build, entry, names
 from edgeseg.models.weights import load_weights
 from edgeseg.train import checkpoint
 
-VARIANTS = [(n, b) for n in names() for b in (entry(n).backbones or (None,))]
+VARIANTS = [(n, b) for n in names("semantic") for b in (entry(n).backbones or (None,))]
 ODD_SIZE = (70, 90)  # neither dimension a multiple of 32, like CamVid's 360x480
 NUM_CLASSES = 5
 
@@ -31,7 +31,8 @@ def _supports(name: str, option: str) -> bool:
 def test_registry_lists_every_family():
     expected = {"fcn32s", "fcn16s", "fcn8s", "fcn", "segnet", "segnet_basic", "unet", "pspnet", "deeplabv1",
                 "deeplabv2", "deeplabv3", "deeplabv3plus", "refinenet", "refinenet_lw", "lraspp", "fastscnn"}
-    assert expected <= set(names())
+    assert expected <= set(names("semantic"))
+    assert names("instance") == ["maskrcnn"] and set(names()) == set(names("semantic")) | {"maskrcnn"}
 
 
 # Variants whose weights round-trip through a real checkpoint file (fastscnn, lraspp, segnet_basic, the

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from functools import partial
-from typing import Mapping
+from typing import Callable, Mapping
 
 import torch
 from torch import nn
@@ -38,17 +38,18 @@ class SqueezeExcitation(nn.Module):
 
 
 class InvertedResidual(nn.Module):
-    def __init__(self, cin: int, kernel: int, expanded: int, cout: int, se: bool, hswish: bool, stride: int) -> None:
+    def __init__(self, cin: int, kernel: int, expanded: int, cout: int, se: bool, hswish: bool, stride: int,
+                 norm: Callable[[int], nn.Module] = _NORM) -> None:
         super().__init__()
         act = nn.Hardswish if hswish else nn.ReLU
         layers: list[nn.Module] = []
         if expanded != cin:
-            layers.append(ConvNormAct(cin, expanded, 1, norm=_NORM, act=act))
+            layers.append(ConvNormAct(cin, expanded, 1, norm=norm, act=act))
         self._spatial = len(layers)
-        layers.append(ConvNormAct(expanded, expanded, kernel, stride, groups=expanded, norm=_NORM, act=act))
+        layers.append(ConvNormAct(expanded, expanded, kernel, stride, groups=expanded, norm=norm, act=act))
         if se:
             layers.append(SqueezeExcitation(expanded, make_divisible(expanded // 4, 8)))
-        layers.append(ConvNormAct(expanded, cout, 1, norm=_NORM, act=None))
+        layers.append(ConvNormAct(expanded, cout, 1, norm=norm, act=None))
         self.block = nn.Sequential(*layers)
         self.use_residual = stride == 1 and cin == cout
         self.downsamples = stride == 2
@@ -65,10 +66,11 @@ class InvertedResidual(nn.Module):
 class MobileNetV3Large(StagedSequential):
     """Children 0..16 like torchvision's `features`; default output stride 16 (torchvision's `dilated=True`)."""
 
-    def __init__(self, return_layers: Mapping[int, str] = {4: "low", 16: "out"}, output_stride: int = 16) -> None:
-        layers: list[nn.Module] = [ConvNormAct(3, 16, 3, 2, norm=_NORM, act=nn.Hardswish)]
-        layers += [InvertedResidual(*cfg) for cfg in _LARGE]
-        layers.append(ConvNormAct(160, 960, 1, norm=_NORM, act=nn.Hardswish))
+    def __init__(self, return_layers: Mapping[int, str] = {4: "low", 16: "out"}, output_stride: int = 16,
+                 norm: Callable[[int], nn.Module] = _NORM) -> None:
+        layers: list[nn.Module] = [ConvNormAct(3, 16, 3, 2, norm=norm, act=nn.Hardswish)]
+        layers += [InvertedResidual(*cfg, norm=norm) for cfg in _LARGE]
+        layers.append(ConvNormAct(160, 960, 1, norm=norm, act=nn.Hardswish))
         super().__init__(layers, return_layers)
         self.set_output_stride(output_stride)
 

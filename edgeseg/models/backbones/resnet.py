@@ -6,7 +6,7 @@ file in torchvision's format, and torchvision's FCN/DeepLabV3 checkpoints, load 
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -19,14 +19,15 @@ _LAYERS = {"resnet50": (3, 4, 6, 3), "resnet101": (3, 4, 23, 3)}
 class Bottleneck(nn.Module):
     expansion = 4
 
-    def __init__(self, cin: int, planes: int, stride: int = 1, downsample: nn.Module | None = None) -> None:
+    def __init__(self, cin: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
+                 norm: Callable[[int], nn.Module] = nn.BatchNorm2d) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(cin, planes, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
+        self.bn1 = norm(planes)
         self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
+        self.bn2 = norm(planes)
         self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
-        self.bn3 = nn.BatchNorm2d(planes * 4)
+        self.bn3 = norm(planes * 4)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
 
@@ -38,12 +39,12 @@ class Bottleneck(nn.Module):
         return self.relu(out + identity)
 
 
-def _make_layer(cin: int, planes: int, blocks: int, stride: int) -> nn.Sequential:
+def _make_layer(cin: int, planes: int, blocks: int, stride: int, norm: Callable[[int], nn.Module]) -> nn.Sequential:
     downsample = None
     if stride != 1 or cin != planes * 4:
-        downsample = nn.Sequential(nn.Conv2d(cin, planes * 4, 1, stride, bias=False), nn.BatchNorm2d(planes * 4))
-    layers = [Bottleneck(cin, planes, stride, downsample)]
-    layers += [Bottleneck(planes * 4, planes) for _ in range(1, blocks)]
+        downsample = nn.Sequential(nn.Conv2d(cin, planes * 4, 1, stride, bias=False), norm(planes * 4))
+    layers = [Bottleneck(cin, planes, stride, downsample, norm)]
+    layers += [Bottleneck(planes * 4, planes, norm=norm) for _ in range(1, blocks)]
     return nn.Sequential(*layers)
 
 
@@ -53,17 +54,18 @@ class ResNet(nn.Module):
     channels = {"layer1": 256, "layer2": 512, "layer3": 1024, "layer4": 2048}
 
     def __init__(self, depth_name: str, output_stride: int = 32, multi_grid: Sequence[int] | None = None,
-                 return_layers: Sequence[str] = ("layer1", "layer2", "layer3", "layer4")) -> None:
+                 return_layers: Sequence[str] = ("layer1", "layer2", "layer3", "layer4"),
+                 norm: Callable[[int], nn.Module] = nn.BatchNorm2d) -> None:
         super().__init__()
         blocks = _LAYERS[depth_name]
         self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
+        self.bn1 = norm(64)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, 2, 1)
-        self.layer1 = _make_layer(64, 64, blocks[0], 1)
-        self.layer2 = _make_layer(256, 128, blocks[1], 2)
-        self.layer3 = _make_layer(512, 256, blocks[2], 2)
-        self.layer4 = _make_layer(1024, 512, blocks[3], 2)
+        self.layer1 = _make_layer(64, 64, blocks[0], 1, norm)
+        self.layer2 = _make_layer(256, 128, blocks[1], 2, norm)
+        self.layer3 = _make_layer(512, 256, blocks[2], 2, norm)
+        self.layer4 = _make_layer(1024, 512, blocks[3], 2, norm)
         self.return_layers = tuple(return_layers)
         self.output_stride = 32
         self.set_output_stride(output_stride, multi_grid)
