@@ -92,6 +92,10 @@ def _source_model(source: Source, graph: Graph, backend: str) -> SourceModel:
     model (speed only, said so), or a foreign ONNX read and checked."""
     if source.onnx:
         return _foreign_model(source, graph, backend)
+    if source.model:
+        from edgeseg.models import require_task
+
+        require_task(source.model, "semantic", f"--model {source.model}")
     if source.checkpoint:
         return _checkpoint_model(source.checkpoint, source.model, source)
     if source.model and not source.random_weights:

@@ -152,6 +152,10 @@ def _refuse_flags_that_do_not_apply(args: argparse.Namespace, backend: str) -> N
                                 f"add --precision int8, or drop {flag}")
     if args.int8_vnni_only and (backend not in ("onnxruntime", "openvino") or args.precision != "int8"):
         raise BadInputError("--int8-vnni-only applies to ONNX Runtime and OpenVINO int8 builds", "drop --int8-vnni-only")
+    if args.int8_vnni_only:
+        from edgeseg.runtime.cpu import refuse_vnni_only_build_here
+
+        refuse_vnni_only_build_here()
     if args.trt_int8 != "explicit" and (backend != "tensorrt" or args.precision != "int8"):
         raise BadInputError("--trt-int8 applies to TensorRT int8 builds", "drop --trt-int8")
     for flag, dest, owners in _BACKEND_FLAGS:

@@ -39,7 +39,9 @@ def run_eval(args: argparse.Namespace) -> int:
 
     from edgeseg.weights import checkpoint_path
 
-    model, payload = build_from_checkpoint(checkpoint_path(args.checkpoint))
+    model, payload = build_from_checkpoint(checkpoint_path(args.checkpoint), task=None)
+    if getattr(model, "task", "semantic") == "instance":
+        return run_eval_instances(args, model)
     if args.output_stride:
         if not hasattr(model, "set_output_stride"):
             raise BadInputError(f"{payload['model']} has no output stride to change", "drop --output-stride")
@@ -59,6 +61,30 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.json:
         data = {**metrics.to_dict(), **({"class_map": class_map.to_dict()} if class_map else {})}
         write_output(args.json, json.dumps(data, indent=2), args.force)
+    return 0
+
+
+def run_eval_instances(args: argparse.Namespace, model) -> int:
+    """COCO box and mask AP of an instance checkpoint (Mask R-CNN) in PyTorch, through pycocotools."""
+    from edgeseg.data.instances import parse_instance_spec
+    from edgeseg.measure.instance_metrics import evaluate_instances, format_instance_table
+    from edgeseg.train.instances import predict
+
+    semantic_only = [flag for flag, value in (("--output-stride", args.output_stride), ("--tta", args.tta),
+                                              ("--class-map", args.class_map), ("--input-size", args.input_size),
+                                              ("--save-predictions", args.save_predictions)) if value]
+    if semantic_only:
+        raise BadInputError(f"{', '.join(semantic_only)} apply to semantic networks, not to {model.edgeseg_name}",
+                            "drop them")
+    dataset = parse_instance_spec(args.data, "val")
+    if args.limit is not None:
+        from edgeseg.data.instances import first
+
+        dataset = first(dataset, args.limit)
+    metrics = evaluate_instances(dataset.coco_ground_truth(), predict(model, dataset, not args.no_progress))
+    print(format_instance_table(metrics))
+    if args.json:
+        write_output(args.json, json.dumps(metrics.to_dict(), indent=2), args.force)
     return 0
 
 

@@ -118,7 +118,10 @@ def run_train(args: argparse.Namespace) -> int:
         workers=default_workers() if args.workers is None else args.workers, seed=args.seed,
         val_size=args.val_size, resume=args.resume, progress=not args.no_progress)
     result = train(config)
-    print(f"best val mIoU {100 * result.best_miou:.2f}% at epoch {result.best_epoch}: {result.best_path}")
+    if hasattr(result, "best_mask_ap"):
+        print(f"best val mask AP {100 * result.best_mask_ap:.2f} at epoch {result.best_epoch}: {result.best_path}")
+    else:
+        print(f"best val mIoU {100 * result.best_miou:.2f}% at epoch {result.best_epoch}: {result.best_path}")
     return 0
 
 

@@ -185,3 +185,18 @@ def _evaluate(coco, results: list, iou_type: str, names: dict) -> tuple[tuple, d
 
 def _percent(value: float) -> float | None:
     return None if value < 0 else float(value) * 100
+
+
+def format_instance_table(metrics: InstanceMetrics) -> str:
+    """AP, AP50 and AP75 for boxes and masks, then AP per class (COCO's 0.50:0.95)."""
+    def ap(value: float | None) -> str:
+        return "   -  " if value is None else f"{value:6.2f}"
+
+    lines = [f"{metrics.images} images, {metrics.instances} instances, {metrics.predictions} predictions",
+             f"{'':10s} {'AP':>6s} {'AP50':>6s} {'AP75':>6s}",
+             f"{'box':10s} {ap(metrics.box_ap)} {ap(metrics.box_ap50)} {ap(metrics.box_ap75)}",
+             f"{'mask':10s} {ap(metrics.mask_ap)} {ap(metrics.mask_ap50)} {ap(metrics.mask_ap75)}",
+             "", f"{'class':16s} {'box AP':>7s} {'mask AP':>7s}"]
+    for name, box in metrics.box_ap_per_class.items():
+        lines.append(f"{name:16s} {ap(box):>7s} {ap(metrics.mask_ap_per_class.get(name)):>7s}")
+    return "\n".join(lines)

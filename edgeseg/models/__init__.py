@@ -71,6 +71,21 @@ def entry(name: str) -> ModelEntry:
         raise UnknownNameError("model", name, registry()) from None
 
 
+# What each step of the engine chain does with an instance network today: trained and scored in PyTorch.
+INSTANCE_ENGINES_FIX = ("train and score it in PyTorch (`edgeseg train --model maskrcnn --data synthetic-instances`); "
+                        "export, engines, eval and streaming of instance networks are not built yet")
+
+
+def require_task(name: str, task: str, what: str) -> None:
+    """Refuse a network of another task (an instance network given to a semantic step, or the reverse)."""
+    if name not in registry() or entry(name).task == task:
+        return
+    found = entry(name).task
+    fix = INSTANCE_ENGINES_FIX if found == "instance" else "use a semantic step (`edgeseg eval --engine ...`)"
+    raise BadInputError(f"{what} is an {found} segmentation network ({name}); this step takes {task} networks",
+                        fix)
+
+
 def build(name: str, num_classes: int, **options) -> nn.Module:
     """Build zoo network `name` with `num_classes` outputs.
 

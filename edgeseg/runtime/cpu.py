@@ -137,6 +137,23 @@ def check_int8_cpu(manifest, root: Path, kernels: str) -> None:
     raise EdgesegError(problem, fix)
 
 
+def refuse_vnni_only_build_here() -> None:
+    """A --int8-vnni-only build on a CPU without VNNI would calibrate, then run its speed guard and parity
+    checks on saturated sums and refuse its own engine at the end: say so before the work, unless
+    ALLOW_SATURATION_ENV=1 asks to build (and measure) it anyway."""
+    try:
+        why = unmet(NEEDS_VNNI, cpu_flags())
+    except ValueError:
+        return  # flags unknown: the engine's own load check warns
+    if why is None or os.environ.get(ALLOW_SATURATION_ENV) == "1":
+        return
+    raise EdgesegError(f"{VNNI_ONLY_FLAG} builds an INT8 engine that only CPUs with {NEEDS_VNNI} compute exactly, "
+                       f"and {why}: its speed guard and checks here would measure saturated sums",
+                       f"build it on a CPU with VNNI (the vehicle's, or one like it); or drop {VNNI_ONLY_FLAG} for "
+                       f"7-bit weights that run on every x86 CPU; or set {ALLOW_SATURATION_ENV}=1 to build and "
+                       "measure it here anyway")
+
+
 def rebuild_command(manifest) -> str:
     """The engine's recorded `edgeseg build` command without the VNNI-only opt-in, with --force."""
     try:

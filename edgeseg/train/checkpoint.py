@@ -210,14 +210,17 @@ def rebuild_options(options: dict[str, Any]) -> dict[str, Any]:
     return {name: value for name, value in options.items() if not opens_a_file(name)}
 
 
-def build_from_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the network a checkpoint was saved from and load its weights.
+def build_from_checkpoint(path: str | os.PathLike, task: str | None = "semantic") -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the network a checkpoint was saved from and load its weights; a network of another `task`
+    than the caller handles is refused before it is built (None: any).
 
     The payload returned carries the options actually used (file-naming ones dropped)."""
     from edgeseg.errors import EdgesegError
-    from edgeseg.models import build
+    from edgeseg.models import build, require_task
 
     payload = load(path)
+    if task is not None and isinstance(payload.get("model"), str):
+        require_task(payload["model"], task, f"checkpoint {path}")
     payload["options"] = rebuild_options(payload["options"])
     meta = next((k for k, v in payload["state_dict"].items() if v.is_meta), None)
     if meta is not None:

@@ -276,7 +276,14 @@ class Trainer:
         return TrainResult(self.best_miou, self.best_epoch + 1, self.best_path, self.last_path, self.history)
 
 
-def train(config: TrainConfig) -> TrainResult:
+def train(config: TrainConfig):
+    """Train a zoo network: the semantic loop, or the instance one (Mask R-CNN) for an instance network."""
+    from edgeseg.models import entry
+
+    if entry(config.model).task == "instance":
+        from edgeseg.train.instances import InstanceTrainer
+
+        return InstanceTrainer(config).run()
     return Trainer(config).run()
 
 

@@ -182,3 +182,17 @@ def test_rebuild_command_drops_the_opt_in(default_engine):
                                    "--precision int8 --int8-vnni-only --force")
     assert rebuild_command(manifest) == "edgeseg build --checkpoint 'a b.pt' --precision int8 --force"
     assert rebuild_command(dataclasses.replace(manifest, command="")).startswith("edgeseg build --checkpoint CKPT")
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_a_vnni_only_build_on_a_cpu_without_vnni_stops_before_the_work(monkeypatch, tmp_path, capsys, backend):
+    from edgeseg.cli.main import main
+
+    _cpu(monkeypatch, AVX2_ONLY)
+    argv = ["build", "--model", "fastscnn", "--random-weights", "--precision", "int8", "--backend", backend,
+            "--int8-vnni-only", "--calib", "synthetic:2", "--input-size", "64x96", "--out", str(tmp_path / "e")]
+    assert main(argv) != 0
+    err = capsys.readouterr().err
+    assert "--int8-vnni-only builds an INT8 engine that only CPUs with avx512_vnni or avx_vnni" in err
+    assert "drop --int8-vnni-only" in err and ALLOW_SATURATION_ENV in err
+    assert not (tmp_path / "e").exists() and "calibrat" not in err.lower()

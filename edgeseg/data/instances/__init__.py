@@ -19,6 +19,7 @@ from edgeseg.data import SPLITS, _split_off
 from edgeseg.data.instances.base import (
     Annotations,
     DroppedAnnotationsWarning,
+    FirstImages,
     InstanceDataset,
     InstanceInfo,
     InstanceSample,
@@ -27,6 +28,10 @@ from edgeseg.data.instances.base import (
 from edgeseg.errors import BadInputError, UnknownNameError
 
 INSTANCE_KINDS = ("coco", "cityscapes-instances", "synthetic-instances")
+
+
+def first(dataset: InstanceDataset, count: int) -> InstanceDataset:
+    return FirstImages(dataset, count)
 
 
 def parse_instance_spec(spec: str, split: str = "train") -> InstanceDataset:
@@ -84,5 +89,5 @@ def _synthetic(rest: str, split: str, spec: str) -> InstanceDataset:
     return SyntheticInstanceScenes(count=int(count), split=split)
 
 
-__all__ = ["Annotations", "DroppedAnnotationsWarning", "INSTANCE_KINDS", "InstanceDataset", "InstanceInfo",
+__all__ = ["Annotations", "DroppedAnnotationsWarning", "FirstImages", "INSTANCE_KINDS", "first", "InstanceDataset", "InstanceInfo",
            "InstanceSample", "masks_to_boxes", "parse_instance_spec"]

@@ -161,3 +161,24 @@ def split_instance_map(ids: np.ndarray, values: np.ndarray) -> np.ndarray:
 def empty_targets(h: int, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """boxes, labels, masks, iscrowd of a negative image (no instances) of size h x w."""
     return np.zeros((0, 4), np.float32), np.zeros(0, np.int64), np.zeros((0, h, w), np.uint8), np.zeros(0, np.uint8)
+
+
+class FirstImages(InstanceDataset):
+    """The first `count` images of a dataset (eval --limit), with its classes and ids."""
+
+    def __init__(self, dataset: InstanceDataset, count: int) -> None:
+        self.dataset, self.count = dataset, min(count, len(dataset))
+        self.info, self.split = dataset.info, dataset.split
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: int) -> InstanceSample:
+        if not 0 <= index < self.count:
+            raise IndexError(index)
+        return self.dataset[index]
+
+    def annotations(self, index: int) -> Annotations:
+        if not 0 <= index < self.count:
+            raise IndexError(index)
+        return self.dataset.annotations(index)

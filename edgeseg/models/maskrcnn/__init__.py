@@ -94,7 +94,8 @@ def _heads(channels: int, num_classes: int, anchors: AnchorGenerator, version: i
     roi_heads = RoIHeads(MultiScaleRoIAlign(LEVELS, 7, 2), box_head, FastRCNNPredictor(1024, num_classes),
                          MultiScaleRoIAlign(LEVELS, 14, 2), MaskRCNNHeads(channels, 4, norm),
                          MaskRCNNPredictor(256, 256, num_classes), score_thresh=options["box_score_thresh"],
-                         nms_thresh=options["box_nms_thresh"], detections_per_img=options["detections_per_img"])
+                         nms_thresh=options["box_nms_thresh"], detections_per_img=options["detections_per_img"],
+                         batch_size_per_image=options["box_batch_size_per_image"])
     return rpn, roi_heads
 
 
@@ -110,7 +111,7 @@ def maskrcnn(num_classes: int, *, backbone: str = "resnet50", version: int = 1, 
              rpn_pre_nms_top_n_test: int = 1000, rpn_post_nms_top_n_test: int = 1000,
              rpn_pre_nms_top_n_train: int = 2000, rpn_post_nms_top_n_train: int = 2000,
              box_score_thresh: float = 0.05, box_nms_thresh: float = 0.5, detections_per_img: int = 100,
-             pretrained_backbone: str | None = None) -> MaskRCNN:
+             box_batch_size_per_image: int = 512, pretrained_backbone: str | None = None) -> MaskRCNN:
     """torchvision's defaults throughout (800-pixel short side); edge builds pass their frame size as
     min_size/max_size. `frozen_bn` defaults to torchvision's checkpoint layout: frozen for v1 and the
     MobileNet (their COCO files), trainable for v2; train from scratch with frozen_bn=False.
@@ -126,7 +127,7 @@ def maskrcnn(num_classes: int, *, backbone: str = "resnet50", version: int = 1, 
     options = dict(rpn_pre_nms_top_n_test=rpn_pre_nms_top_n_test, rpn_post_nms_top_n_test=rpn_post_nms_top_n_test,
                    rpn_pre_nms_top_n_train=rpn_pre_nms_top_n_train, rpn_post_nms_top_n_train=rpn_post_nms_top_n_train,
                    box_score_thresh=box_score_thresh, box_nms_thresh=box_nms_thresh,
-                   detections_per_img=detections_per_img)
+                   detections_per_img=detections_per_img, box_batch_size_per_image=box_batch_size_per_image)
     if backbone == "resnet50":
         frozen = version == 1 if frozen_bn is None else frozen_bn
         norm = FrozenBatchNorm2d if frozen else nn.BatchNorm2d

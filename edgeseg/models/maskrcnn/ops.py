@@ -90,6 +90,10 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torc
 
 def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor, iou_threshold: float) -> torch.Tensor:
     """NMS within each group (class or pyramid level), kept indices by decreasing score."""
+    if torch.onnx.is_in_onnx_export():
+        from edgeseg.models.maskrcnn.export_ops import batched_nms as exported
+
+        return exported(boxes, scores, groups, iou_threshold)
     if boxes.numel() == 0:
         return torch.empty(0, dtype=torch.int64, device=boxes.device)
     kept = [torch.where(groups == g)[0] for g in torch.unique(groups)]

@@ -27,17 +27,38 @@ class MultiScaleRoIAlign(nn.Module):
         largest = (max(s[0] for s in image_sizes), max(s[1] for s in image_sizes))
         scales = [2.0 ** round(math.log2(f.shape[-2] / largest[0])) for f in levels]
         rois = torch.cat([torch.cat([torch.full_like(b[:, :1], i), b], dim=1) for i, b in enumerate(boxes)])
+        if torch.onnx.is_in_onnx_export():
+            return self._exported(levels, scales, rois)
         if len(levels) == 1:
             return ops.roi_align(levels[0], rois, self.output_size, scales[0], self.sampling_ratio)
-        k_min, k_max = int(-math.log2(scales[0])), int(-math.log2(scales[-1]))
-        size = torch.sqrt(ops.box_area(rois[:, 1:]))
-        target = torch.floor(4 + torch.log2(size / 224) + torch.tensor(1e-6, dtype=size.dtype))
-        target = (torch.clamp(target, min=k_min, max=k_max).to(torch.int64) - k_min)
+        target = self._levels(rois, scales)
         out = rois.new_zeros((rois.shape[0], levels[0].shape[1], self.output_size, self.output_size))
         for level, (feature, scale) in enumerate(zip(levels, scales)):
             index = torch.where(target == level)[0]
             if index.numel():
                 out[index] = ops.roi_align(feature, rois[index], self.output_size, scale, self.sampling_ratio)
+        return out
+
+
+    @staticmethod
+    def _levels(rois: torch.Tensor, scales: list[float]) -> torch.Tensor:
+        k_min, k_max = int(-math.log2(scales[0])), int(-math.log2(scales[-1]))
+        size = torch.sqrt(ops.box_area(rois[:, 1:]))
+        target = torch.floor(4 + torch.log2(size / 224) + torch.tensor(1e-6, dtype=size.dtype))
+        return torch.clamp(target, min=k_min, max=k_max).to(torch.int64) - k_min
+
+    def _exported(self, levels: list[torch.Tensor], scales: list[float], rois: torch.Tensor) -> torch.Tensor:
+        """Every RoI aligned on every level, each kept from its own: a graph without data-dependent
+        gathers, at the cost of aligning each RoI once per level (small beside the heads)."""
+        from edgeseg.models.maskrcnn.export_ops import RoIAlignOp
+
+        aligned = [RoIAlignOp.apply(f, rois, self.output_size, s, self.sampling_ratio) for f, s in zip(levels, scales)]
+        if len(aligned) == 1:
+            return aligned[0]
+        target = self._levels(rois, scales)
+        out = aligned[0] * (target == 0).to(rois.dtype)[:, None, None, None]
+        for level in range(1, len(aligned)):
+            out = out + aligned[level] * (target == level).to(rois.dtype)[:, None, None, None]
         return out
 
 
@@ -136,7 +157,7 @@ class RoIHeads(nn.Module):
         results = self.postprocess_detections(class_logits, box_deltas, proposals, image_sizes)
         mask_logits = self.mask_logits(features, [r["boxes"] for r in results], image_sizes)
         labels = torch.cat([r["labels"] for r in results])
-        probs = mask_logits[torch.arange(labels.numel()), labels][:, None].sigmoid()
+        probs = mask_logits[torch.arange(labels.shape[0]), labels][:, None].sigmoid()
         for result, prob in zip(results, probs.split([len(r["labels"]) for r in results])):
             result["masks"] = prob
         return results, {}

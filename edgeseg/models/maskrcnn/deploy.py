@@ -1,0 +1,63 @@
+"""Mask R-CNN as one static ONNX graph for the engines: a uint8 BGR frame in (N=1, H x W x 3, as the
+semantic engines take it), the normalization fused, the batch padding fixed at export, proposals, RoIAlign
+and NMS as ONNX operators (`export_ops`); out: up to `detections_per_img` boxes (x0 y0 x1 y1, frame
+pixels), labels, scores and 28 x 28 mask probabilities per detection. Pasting the masks into the frame
+stays on the host (`paste_masks`): a resize per detection is cheaper there than inside the graph."""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edgeseg.errors import BadInputError
+from edgeseg.models.preprocess import Preprocess
+
+OUTPUTS = ("boxes", "labels", "scores", "masks")
+OPSET = 17  # RoiAlign's output_half_pixel mode needs 16; the TorchScript exporter's newest is 17
+
+
+class DeployMaskRCNN(nn.Module):
+    def __init__(self, model: nn.Module, size: tuple[int, int]) -> None:
+        super().__init__()
+        transform = model.transform
+        if math.isclose(min(transform.min_size[-1] / min(size), transform.max_size / max(size)), 1.0) is False:
+            raise BadInputError(f"the network resizes {size[0]}x{size[1]} frames (min_size {transform.min_size[-1]}, "
+                                f"max_size {transform.max_size})",
+                                f"build it with min_size={min(size)} and max_size={max(size)} to export at its size")
+        self.model, self.size = model.eval(), tuple(size)
+        self.preprocess = Preprocess(transform.mean, transform.std)
+        stride = transform.size_divisible
+        self.padded = tuple(int(math.ceil(s / stride) * stride) for s in size)
+
+    def forward(self, frames: torch.Tensor):
+        x = self.preprocess(frames)
+        x = F.pad(x, (0, self.padded[1] - self.size[1], 0, self.padded[0] - self.size[0]))
+        features = self.model.backbone(x)
+        proposals, _ = self.model.rpn(self.padded, [self.size], features)
+        results, _ = self.model.roi_heads(features, proposals, [self.size])
+        r = results[0]
+        return r["boxes"], r["labels"], r["scores"], r["masks"][:, 0]
+
+
+def export_maskrcnn(model: nn.Module, path: str | Path, size: tuple[int, int]) -> Path:
+    """Write the static graph of `model` at frame size `size` (H, W) to `path` (TorchScript exporter:
+    it is the one that reads the operators' ONNX symbolics)."""
+    import onnx
+
+    deploy = DeployMaskRCNN(model, size)
+    frame = torch.zeros((1, *size, 3), dtype=torch.uint8)
+    buffer = io.BytesIO()
+    with torch.no_grad():
+        torch.onnx.export(deploy, (frame,), buffer, dynamo=False, opset_version=OPSET, input_names=["frames"],
+                          output_names=list(OUTPUTS),
+                          dynamic_axes={name: {0: "detections"} for name in OUTPUTS})
+    proto = onnx.load_from_string(buffer.getvalue())
+    onnx.checker.check_model(proto)
+    path = Path(path)
+    onnx.save(proto, path)
+    return path
