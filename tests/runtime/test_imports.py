@@ -90,7 +90,7 @@ def test_runtime_loads_and_infers_without_torch_or_build_code(backend, checkpoin
 def test_runtime_modules_import_without_torch():
     """Importing every runtime-side module (streaming, bench, each session half) pulls in none of it either."""
     code = ("import json, sys, edgeseg.runtime, edgeseg.runtime.pipeline, edgeseg.runtime.sources, "
-            "edgeseg.runtime.sinks, edgeseg.runtime.visualize, edgeseg.measure.bench, "
+            "edgeseg.runtime.sinks, edgeseg.runtime.visualize, edgeseg.runtime.instances, edgeseg.measure.bench, "
             "edgeseg.backends.onnxruntime.session, edgeseg.backends.openvino.session, "
             "edgeseg.backends.tensorrt.session, edgeseg.backends.torch; print(json.dumps(sorted(sys.modules)))")
     run = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=300)
