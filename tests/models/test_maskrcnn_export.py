@@ -43,6 +43,7 @@ def test_the_deploy_graph_computes_the_networks_detections(exported):
     image = frame[0].flip(-1).permute(2, 0, 1).float() / 255  # what the eager network takes: RGB 0..1
     with torch.no_grad():
         eager = model([image])[0]
+    assert not model.training  # the export leaves the network as it found it
     boxes, labels, scores, masks = reference
     assert len(scores) == len(eager["scores"]) > 0 and masks.shape[1:] == (28, 28)
     assert np.allclose(boxes, eager["boxes"].numpy(), atol=1e-3)

@@ -33,6 +33,7 @@ class DeployMaskRCNN(nn.Module):
         self.preprocess = Preprocess(transform.mean, transform.std)
         stride = transform.size_divisible
         self.padded = tuple(int(math.ceil(s / stride) * stride) for s in size)
+        self.eval()  # the exporter restores the wrapper's mode afterwards, and with it the network's
 
     def forward(self, frames: torch.Tensor):
         x = self.preprocess(frames)
