@@ -14,7 +14,7 @@ from edgeseg.models import build
 from edgeseg.models.backbones import BACKBONES, build_backbone
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "torchvision"
-SEGMENTATION = sorted(p.stem for p in FIXTURES.glob("*.json") if not p.stem.startswith("imagenet_"))
+SEGMENTATION = sorted(p.stem for p in FIXTURES.glob("*.json") if not p.stem.startswith(("imagenet_", "detection_")))
 IMAGENET = sorted(p.stem for p in FIXTURES.glob("imagenet_*.json"))
 
 
