@@ -4,7 +4,11 @@ frames like the semantic graphs), the proposal network and the box and mask head
 The backbone and the pyramid are where the convolutions over the whole frame are; the heads see a few
 hundred 7x7 or 14x14 crops, and their outputs become coordinates, scores that NMS ranks, and mask edges,
 where INT8's rounding moves what is reported. NVIDIA's Detectron2 sample quantizes the same split. The
-node names of the exported graph say which part a node belongs to (`/backbone/...`)."""
+node names of the exported graph say which part a node belongs to (`/backbone/...`).
+
+Calibration is min/max: ONNX Runtime's calibrators record every tensor of the graph, and the heads'
+tensors change length with the frame's proposals and detections, which its histogram (entropy,
+percentile) collectors cannot stack."""
 
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ def float_nodes(onnx_path: str | Path) -> list[str]:
     return [node.name for node in graph.node if not node.name.startswith(BACKBONE_PREFIX)]
 
 
-def quantize_maskrcnn(onnx_path: str | Path, out_path: str | Path, calib, method: str = "entropy",
+def quantize_maskrcnn(onnx_path: str | Path, out_path: str | Path, calib, method: str = "minmax",
                       activations: str = "u8", cache_root: Path | None = None, overwrite: bool = False):
     """Write the Q/DQ copy of an exported Mask R-CNN graph (`edgeseg.models.maskrcnn.deploy`) with the
     backbone and the pyramid in INT8; `calib` is an `edgeseg.build.calibration.CalibrationSet` of frames at

@@ -106,3 +106,20 @@ def test_int8_quantizes_the_backbone_and_pyramid_and_keeps_the_heads_float(expor
     out = _run_onnxruntime(tmp_path / "int8.onnx", _frame().numpy())
     assert [o.shape[1:] for o in out] == [r.shape[1:] for r in reference]
     assert abs(float(out[2][0]) - float(reference[2][0])) < 0.05  # the best score moves little
+
+
+@pytest.mark.slow
+def test_no_count_of_the_export_frame_is_frozen_into_the_graph(exported):
+    """Proposals and detections vary by frame: a Split by the export frame's counts (which a Python split
+    traces into) breaks on any frame with other counts, as a trained network's frames have."""
+    import onnx
+
+    from onnx import numpy_helper
+
+    _, path, _ = exported
+    graph = onnx.load(str(path)).graph
+    constants = {n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in graph.node if n.op_type == "Constant"
+                 and n.attribute and n.attribute[0].name == "value"}
+    frozen = [(n.name, constants[n.input[1]].tolist()) for n in graph.node if n.op_type == "Split"
+              and len(n.input) > 1 and n.input[1] in constants and (constants[n.input[1]] > 1).any()]
+    assert frozen == []  # only unit splits (an axis of one image) remain

@@ -13,6 +13,15 @@ from edgeseg.models.maskrcnn import ops
 from edgeseg.models.maskrcnn.matching import Matcher, PositiveNegativeSampler
 
 
+def _per_image(values: torch.Tensor, per_image: list[torch.Tensor]) -> list[torch.Tensor]:
+    """`values` cut into one part per image, as long as that image's tensor in `per_image`. One image keeps
+    the whole tensor: a split by Python counts would be frozen into an exported graph, whose proposal and
+    detection counts depend on the frame."""
+    if len(per_image) == 1:
+        return [values]
+    return list(values.split([len(t) for t in per_image]))
+
+
 class MultiScaleRoIAlign(nn.Module):
     """RoIAlign of each box on the pyramid level its size maps to (FPN paper eq. 1: level 4 for a 224-pixel
     box), the levels' scales read off the feature sizes against the largest image, as torchvision does."""
@@ -158,7 +167,7 @@ class RoIHeads(nn.Module):
         mask_logits = self.mask_logits(features, [r["boxes"] for r in results], image_sizes)
         labels = torch.cat([r["labels"] for r in results])
         probs = mask_logits[torch.arange(labels.shape[0]), labels][:, None].sigmoid()
-        for result, prob in zip(results, probs.split([len(r["labels"]) for r in results])):
+        for result, prob in zip(results, _per_image(probs, [r["labels"] for r in results])):
             result["masks"] = prob
         return results, {}
 
@@ -172,9 +181,9 @@ class RoIHeads(nn.Module):
         num_classes = class_logits.shape[-1]
         boxes_all = self.box_coder.decode(box_deltas, torch.cat(proposals))
         scores_all = F.softmax(class_logits, -1)
-        counts = [len(p) for p in proposals]
         results = []
-        for boxes, scores, size in zip(boxes_all.split(counts), scores_all.split(counts), image_sizes):
+        for boxes, scores, size in zip(_per_image(boxes_all, proposals), _per_image(scores_all, proposals),
+                                       image_sizes):
             boxes = ops.clip_boxes_to_image(boxes, size)
             labels = torch.arange(num_classes, device=boxes.device).view(1, -1).expand_as(scores)
             boxes, scores, labels = boxes[:, 1:].reshape(-1, 4), scores[:, 1:].reshape(-1), labels[:, 1:].reshape(-1)
