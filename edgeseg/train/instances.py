@@ -92,17 +92,10 @@ def predict(model: torch.nn.Module, dataset: InstanceDataset, progress: bool = T
 
 class InstanceTrainer:
     def __init__(self, config) -> None:
+        from edgeseg.train.loop import start_run
+
         self.config = config
-        self.out = Path(config.out)
-        self.last_path, self.best_path = self.out / "last.pt", self.out / "best.pt"
-        if self.last_path.exists() and not config.resume:
-            raise EdgesegError(f"{self.out} already holds a training run",
-                               "pass --resume to continue it, or choose another --out")
-        if config.resume and not self.last_path.exists():
-            raise EdgesegError(f"nothing to resume in {self.out} (no last.pt)", "drop --resume to start a new run")
-        torch.manual_seed(config.seed)
-        if config.threads:
-            torch.set_num_threads(config.threads)
+        self.out, self.last_path, self.best_path = start_run(config)
         self.train_set = parse_instance_spec(config.data, "train")
         self.val_set = parse_instance_spec(config.val or config.data, "val")
         self.info = self.train_set.info

@@ -145,21 +145,27 @@ def _loss(outputs, target: torch.Tensor, weight, ignore_index: int, aux_weight: 
     return F.cross_entropy(outputs.float(), target, weight, ignore_index=ignore_index)
 
 
+def start_run(config: TrainConfig) -> tuple[Path, Path, Path]:
+    """The run folder, its last.pt and best.pt, checked against --resume; the seed and threads set.
+    Shared by the semantic and the instance loops."""
+    out = Path(config.out)
+    last_path, best_path = out / "last.pt", out / "best.pt"
+    if last_path.exists() and not config.resume:
+        raise EdgesegError(f"{out} already holds a training run", "pass --resume to continue it, or choose another --out")
+    if config.resume and not last_path.exists():
+        raise EdgesegError(f"nothing to resume in {out} (no last.pt)", "drop --resume to start a new run")
+    torch.manual_seed(config.seed)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    return out, last_path, best_path
+
+
 class Trainer:
     """One training run; `run()` trains the remaining epochs and returns the result."""
 
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
-        self.out = Path(config.out)
-        self.last_path, self.best_path = self.out / "last.pt", self.out / "best.pt"
-        if self.last_path.exists() and not config.resume:
-            raise EdgesegError(f"{self.out} already holds a training run",
-                               "pass --resume to continue it, or choose another --out")
-        if config.resume and not self.last_path.exists():
-            raise EdgesegError(f"nothing to resume in {self.out} (no last.pt)", "drop --resume to start a new run")
-        torch.manual_seed(config.seed)
-        if config.threads:
-            torch.set_num_threads(config.threads)
+        self.out, self.last_path, self.best_path = start_run(config)
         self.train_set = parse_spec(config.data, "train")
         self.val_set = _val_dataset(config)
         for dataset in (self.train_set, self.val_set):

@@ -11,6 +11,7 @@ from torch import nn
 
 from edgeseg.models.maskrcnn import ops
 from edgeseg.models.maskrcnn.matching import Matcher, PositiveNegativeSampler
+from edgeseg.models.maskrcnn.rpn import ConvReLU as ConvNormReLU
 
 
 def _per_image(values: torch.Tensor, per_image: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -83,13 +84,13 @@ class TwoMLPHead(nn.Module):
         return F.relu(self.fc7(F.relu(self.fc6(x.flatten(1)))))
 
 
-class ConvNormReLU(nn.Sequential):
-    def __init__(self, cin: int, cout: int, norm=None) -> None:
-        layers: list[nn.Module] = [nn.Conv2d(cin, cout, 3, padding=1, bias=norm is None)]
-        if norm is not None:
-            layers.append(norm(cout))
-        layers.append(nn.ReLU(inplace=True))
-        super().__init__(*layers)
+def _init_relu_convs(module: nn.Module) -> None:
+    """torchvision's init of the heads' convolutions: He normal (fan out), zero bias."""
+    for layer in module.modules():
+        if isinstance(layer, nn.Conv2d):
+            nn.init.kaiming_normal_(layer.weight, mode="fan_out", nonlinearity="relu")
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
 
 
 class FastRCNNConvFCHead(nn.Sequential):
@@ -99,11 +100,7 @@ class FastRCNNConvFCHead(nn.Sequential):
         layers: list[nn.Module] = [ConvNormReLU(channels, channels, norm) for _ in range(convs)]
         layers += [nn.Flatten(), nn.Linear(channels * size * size, representation), nn.ReLU(inplace=True)]
         super().__init__(*layers)
-        for layer in self.modules():
-            if isinstance(layer, nn.Conv2d):
-                nn.init.kaiming_normal_(layer.weight, mode="fan_out", nonlinearity="relu")
-                if layer.bias is not None:
-                    nn.init.zeros_(layer.bias)
+        _init_relu_convs(self)
 
 
 class FastRCNNPredictor(nn.Module):
@@ -122,11 +119,7 @@ class MaskRCNNHeads(nn.Sequential):
 
     def __init__(self, channels: int, layers: int = 4, norm=None) -> None:
         super().__init__(*[ConvNormReLU(256 if i else channels, 256, norm) for i in range(layers)])
-        for layer in self.modules():
-            if isinstance(layer, nn.Conv2d):
-                nn.init.kaiming_normal_(layer.weight, mode="fan_out", nonlinearity="relu")
-                if layer.bias is not None:
-                    nn.init.zeros_(layer.bias)
+        _init_relu_convs(self)
 
 
 class MaskRCNNPredictor(nn.Sequential):

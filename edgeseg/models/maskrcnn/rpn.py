@@ -48,7 +48,8 @@ class AnchorGenerator(nn.Module):
 
 
 class ConvReLU(nn.Sequential):
-    """torchvision's Conv2dNormActivation without a norm: conv (with bias), ReLU."""
+    """torchvision's 3x3 Conv2dNormActivation: conv (with a bias only without a norm), norm, ReLU; the RPN
+    head's has no norm, v2's box and mask heads do."""
 
     def __init__(self, cin: int, cout: int, norm=None) -> None:
         layers: list[nn.Module] = [nn.Conv2d(cin, cout, 3, padding=1, bias=norm is None)]
