@@ -168,10 +168,9 @@ def image_folder(spec: str) -> Path | None:
 
 def _dataset_images(spec: str, count: int, progress: bool) -> list[tuple[str, np.ndarray]]:
     """`count` images spread over the split a dataset spec names."""
-    from edgeseg.data import parse_spec
     from edgeseg.progress import progress as bar
 
-    dataset = parse_spec(spec, "train")
+    dataset = _open_split(spec, "train")
     pairs = []
     for i in bar(_evenly(count, len(dataset)), desc="calibration images", unit="img", disable=not progress,
                  leave=False):
@@ -183,10 +182,16 @@ def _dataset_images(spec: str, count: int, progress: bool) -> list[tuple[str, np
 def _overlap(names: list[str], eval_spec: str | None) -> list[str]:
     if not eval_spec:
         return []
-    from edgeseg.data import parse_spec
-
-    held_out = set(parse_spec(eval_spec, "val").image_names())
+    held_out = set(_open_split(eval_spec, "val").image_names())
     return sorted(set(names) & held_out)
+
+
+def _open_split(spec: str, split: str):
+    """A semantic or an instance dataset (`coco:...`, `synthetic-instances`...): calibration reads images only."""
+    from edgeseg.data import parse_spec
+    from edgeseg.data.instances import INSTANCE_KINDS, parse_instance_spec
+
+    return (parse_instance_spec if spec.partition(":")[0] in INSTANCE_KINDS else parse_spec)(spec, split)
 
 
 def cache_path(onnx_sha256: str, calib: CalibrationSet, method: str, root: Path = CACHE_DIR) -> Path:

@@ -231,6 +231,10 @@ def _shipped_calibration(source: SourceModel) -> str | None:
 
 def build_engine(request: BuildRequest) -> BuildResult:
     """Build one engine directory; nothing appears under its path unless every step succeeded."""
+    from edgeseg.build.instances import build_instance_engine, is_instance_source
+
+    if is_instance_source(request.source):  # Mask R-CNN: its own graph, INT8 scope, parity and AP budget
+        return build_instance_engine(request)
     start = time.perf_counter()
     plan = _plan(request)
     with staged_dir(plan.out, overwrite=request.destination.force) as stage:

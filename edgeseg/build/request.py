@@ -77,6 +77,7 @@ class Int8:
     val_size: int | None = None  # images of `val` the budget measures on (default: all)
     max_float_layers: int | None = None  # most layers the budget may keep in float
     class_map: str | None = None  # model class -> `val` class (JSON file or shipped name): a foreign net's budget
+    max_ap_drop: float | None = None  # instance engines: the most mask/box AP points lost on `val` (any precision)
     speed_guard: bool = True  # time against the backend's float builds and record the recommendation
     guard_iterations: int = 30
 

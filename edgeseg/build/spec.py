@@ -43,6 +43,19 @@ class BuildSpec:
     calib_method: str = "entropy"  # minmax | entropy | percentile
     keep_float: tuple[str, ...] = ()  # ONNX node names kept out of INT8 by the user
     budget: Any = None  # an edgeseg.build.budget.BudgetRequest: fit INT8 into an mIoU drop
+    # int8: quantize only the nodes whose names start with this (Mask R-CNN: "/backbone/", its backbone and
+    # pyramid; the heads stay float); None: every node but keep_float
+    int8_only: str | None = None
+
+    def float_node_names(self, onnx_path) -> tuple[str, ...]:
+        """The ONNX nodes an INT8 build keeps in float: keep_float, and every node outside int8_only."""
+        if self.int8_only is None:
+            return self.keep_float
+        import onnx
+
+        graph = onnx.load(str(onnx_path), load_external_data=False).graph
+        outside = [node.name for node in graph.node if not node.name.startswith(self.int8_only)]
+        return tuple(dict.fromkeys([*self.keep_float, *outside]))
 
 
 @dataclass

@@ -86,7 +86,7 @@ def run_build(args: argparse.Namespace) -> int:
         int8=Int8(calib=args.calib, calib_size=args.calib_size, calib_method=args.calib_method or "entropy",
                   keep_float=tuple(args.keep_float or ()), val=args.val, max_miou_drop=args.max_miou_drop,
                   val_size=args.val_size, max_float_layers=args.max_float_layers, class_map=args.class_map,
-                  speed_guard=not args.no_speed_guard),
+                  speed_guard=not args.no_speed_guard, max_ap_drop=args.max_ap_drop),
         destination=Destination(out=args.out, force=args.force), backend_options=_backend_options(args))
     from edgeseg.io import check_replaceable, require_writable_parent
 
@@ -147,6 +147,8 @@ def _refuse_flags_that_do_not_apply(args: argparse.Namespace, backend: str) -> N
             raise BadInputError(f"{flag} applies to --random-weights builds; a checkpoint fixes it",
                                 f"drop {flag}, or pass --random-weights for a speed-only engine")
     for flag, dest in _INT8_FLAGS + (("--no-speed-guard", "no_speed_guard"),):
+        if dest in ("val", "val_size") and args.max_ap_drop is not None:
+            continue  # an instance engine's AP budget holds at every precision
         if given(dest) and args.precision != "int8":
             raise BadInputError(f"{flag} applies to int8 builds, not {args.precision}",
                                 f"add --precision int8, or drop {flag}")
@@ -251,6 +253,10 @@ def add_commands(sub) -> None:
                                  "calibration images found in it are warned about")
     p.add_argument("--max-miou-drop", type=float, metavar="POINTS",
                    help="int8: keep the most sensitive layers in float until the mIoU drop on --val fits")
+    p.add_argument("--max-ap-drop", type=float, metavar="POINTS",
+                   help="instance engines (Mask R-CNN), any precision: the most box or mask AP points the engine may "
+                        "lose against the PyTorch network on --val; an INT8 build past it keeps the feature pyramid "
+                        "in float and tries again, then stops")
     p.add_argument("--val-size", type=int, help="int8 budget: images of --val to measure on, 1 or more (default all)")
     p.add_argument("--max-float-layers", type=int, help="int8 budget: most layers it may keep in float")
     p.add_argument("--class-map", metavar="FILE", help="int8 budget: a JSON map of model class -> --val class, or a "

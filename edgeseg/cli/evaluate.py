@@ -130,9 +130,12 @@ def run_eval_engine(args: argparse.Namespace) -> int:
     from edgeseg.measure.evaluate import evaluate, format_comparison, label_writer, session_predictor
     from edgeseg.runtime import load
 
-    strip_path, samples = _strip_output(args)
     session = load(args.engine)
+    if session.detects_instances:
+        return run_eval_engine_instances(args, session)
+    strip_path, samples = _strip_output(args)
     m, engine = session.manifest, session_predictor(session)
+    _refuse_instance_data(args.data, args.engine)
     dataset = parse_spec(args.data, "val")
     class_map = _class_map(args, m.classes, dataset)
     reference = None
@@ -165,6 +168,60 @@ def run_eval_engine(args: argparse.Namespace) -> int:
     if args.json:
         write_output(args.json, json.dumps(data, indent=2), args.force)
     return 0
+
+
+def run_eval_engine_instances(args: argparse.Namespace, session) -> int:
+    """COCO box and mask AP of an instance engine on an instance dataset, and with --reference (an instance
+    engine, or the checkpoint it was built from, run at the engine's size) the AP drop."""
+    import os
+
+    from edgeseg.data.instances import first, parse_instance_spec
+    from edgeseg.measure.instance_eval import InstanceComparison, score, torch_detector
+    from edgeseg.runtime import load
+
+    m = session.manifest
+    semantic_only = [flag for flag, value in (("--class-map", args.class_map), ("--save-predictions", args.save_predictions),
+                                              ("--samples", args.samples), ("--strip", args.strip)) if value]
+    if semantic_only:
+        raise BadInputError(f"{', '.join(semantic_only)} apply to semantic engines, not to instance engine "
+                            f"{args.engine}", "drop them; `edgeseg stream` draws an instance engine's overlays")
+    dataset = parse_instance_spec(args.data, "val")
+    if list(dataset.info.classes) != list(m.classes):
+        raise BadInputError(f"engine {args.engine} finds {', '.join(m.classes)}; {args.data} annotates "
+                            f"{', '.join(dataset.info.classes)}", "evaluate on a dataset with the engine's classes, "
+                            "in the same order")
+    dataset = first(dataset, args.limit) if args.limit else dataset
+    size = m.input.size
+    reference = None
+    if args.reference and os.path.isdir(args.reference):
+        with load(args.reference) as other:
+            if not other.detects_instances:
+                raise BadInputError(f"--reference {args.reference} is a {other.manifest.output.kind} engine",
+                                    "pass an instance engine or the checkpoint the engine was built from")
+            reference = score(other.detect, dataset, size, not args.no_progress, "reference")
+    elif args.reference:
+        from edgeseg.train.checkpoint import build_from_checkpoint
+
+        model, _ = build_from_checkpoint(args.reference, task="instance")
+        reference = score(torch_detector(model, size), dataset, size, not args.no_progress, "reference (PyTorch)")
+    result = InstanceComparison(score(session.detect, dataset, size, not args.no_progress, "engine"), reference)
+    if m.random_weights:
+        print("NOTE: this engine has RANDOM WEIGHTS (built for speed only); its accuracy means nothing")
+    print(f"{args.engine}: {m.backend['name']} {m.precision['requested']} (runs as {m.precision['as_run']}), "
+          f"{size[0]}x{size[1]}")
+    print(result.summary())
+    if args.json:
+        write_output(args.json, json.dumps(result.to_dict(), indent=2), args.force)
+    return 0
+
+
+def _refuse_instance_data(spec: str, engine: str) -> None:
+    from edgeseg.data.instances import INSTANCE_KINDS
+
+    if spec.partition(":")[0] in INSTANCE_KINDS:
+        raise BadInputError(f"{spec} is an instance dataset and engine {engine} labels pixels (semantic)",
+                            "evaluate a semantic engine on a semantic dataset (camvid:..., synthetic, ...), or "
+                            "pass an instance engine")
 
 
 def _strip_output(args: argparse.Namespace):

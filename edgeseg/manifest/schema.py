@@ -18,7 +18,10 @@ SCHEMA_VERSION = 1
 CACHE_DIR = ".cache"  # OpenVINO's compiled-model cache: the one entry an engine directory may hold unlisted
 
 
-OUTPUT_KINDS = ("labels", "logits", "lowres-logits")  # "lowres-logits" is edgeseg.runtime.tail.KIND
+OUTPUT_KINDS = ("labels", "logits", "lowres-logits", "instances")  # "lowres-logits" is edgeseg.runtime.tail.KIND
+
+
+INSTANCE_OUTPUTS = ("boxes", "labels", "scores", "masks")  # an instance graph's outputs, in this order
 
 
 INPUT_FORMS = {"fused": ("uint8", "NHWC"), "host": ("float32", "NCHW")}  # preprocess -> (dtype, layout)
@@ -151,8 +154,10 @@ def _validate_labels(check: _Fields, data: dict[str, Any]) -> None:
                 isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in colour):
             check.fail(f"palette[{i}]", f"is {colour!r:.60}; expected [B, G, R] ints in 0..255")
     num = data["model"].get("num_classes", len(classes))
-    if num != len(classes):
-        check.fail("model.num_classes", f"is {num!r:.20} but 'classes' names {len(classes)}")
+    background = 1 if isinstance(data.get("output"), dict) and data["output"].get("kind") == "instances" else 0
+    if num != len(classes) + background:  # an instance network counts its background class; `classes` does not
+        check.fail("model.num_classes", f"is {num!r:.20} but 'classes' names {len(classes)}"
+                   + (" (an instance network has one more: the background)" if background else ""))
 
 
 def _validate_input(check: _Fields, spec: dict[str, Any]) -> None:
@@ -183,6 +188,14 @@ def _validate_output(check: _Fields, spec: dict[str, Any], num_classes: int) -> 
     dtype = check.get(spec, "dtype", str, "output.")
     check.choice(dtype, LABEL_DTYPES if kind == "labels" else LOGIT_DTYPES, "output.dtype")
     shape = check.get(spec, "shape", list, "output.")
+    if kind == "instances":  # four outputs, named in order; the shape is the masks' (detections, M, M)
+        if spec["name"] != ",".join(INSTANCE_OUTPUTS):
+            check.fail("output.name", f"is {spec['name']!r:.80}; an instance engine's outputs are "
+                       f"{','.join(INSTANCE_OUTPUTS)!r}")
+        check.shape(shape, 3, "output.shape")
+        if shape[0] is not None or shape[1] != shape[2]:
+            check.fail("output.shape", f"is {shape}; instance masks are (None, M, M): any number of square masks")
+        return
     check.shape(shape, 3 if kind == "labels" else 4, "output.shape")
     if kind != "labels" and shape[1] not in (None, num_classes):
         check.fail("output.shape", f"is {shape}: {shape[1]} channels for {num_classes} classes")

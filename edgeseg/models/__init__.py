@@ -71,9 +71,15 @@ def entry(name: str) -> ModelEntry:
         raise UnknownNameError("model", name, registry()) from None
 
 
-# What each step of the engine chain does with an instance network today: trained and scored in PyTorch.
-INSTANCE_ENGINES_FIX = ("train and score it in PyTorch (`edgeseg train --model maskrcnn --data synthetic-instances`); "
-                        "export, engines, eval and streaming of instance networks are not built yet")
+# Where an instance network goes when a semantic step is given one.
+INSTANCE_STEPS_FIX = ("build an instance engine (`edgeseg build --checkpoint runs/maskrcnn/best.pt`), then "
+                      "`edgeseg eval --engine ... --data synthetic-instances:50:val` or `edgeseg stream --engine ...`; "
+                      "in PyTorch: `edgeseg eval --checkpoint ... --data synthetic-instances:50:val`")
+
+
+def task_of(name: str) -> str | None:
+    """"semantic" or "instance" for a zoo name; None for a name the zoo does not have."""
+    return registry()[name].task if name in registry() else None
 
 
 def require_task(name: str, task: str, what: str) -> None:
@@ -81,7 +87,7 @@ def require_task(name: str, task: str, what: str) -> None:
     if name not in registry() or entry(name).task == task:
         return
     found = entry(name).task
-    fix = INSTANCE_ENGINES_FIX if found == "instance" else "use a semantic step (`edgeseg eval --engine ...`)"
+    fix = INSTANCE_STEPS_FIX if found == "instance" else "use a semantic step (`edgeseg eval --engine ...`)"
     raise BadInputError(f"{what} is an {found} segmentation network ({name}); this step takes {task} networks",
                         fix)
 

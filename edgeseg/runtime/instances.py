@@ -62,10 +62,16 @@ def paste_masks(masks: np.ndarray, boxes: np.ndarray, height: int, width: int, p
 
 
 def from_outputs(boxes: np.ndarray, labels: np.ndarray, scores: np.ndarray, masks: np.ndarray,
-                 height: int, width: int) -> Instances:
-    """An instance graph's four outputs (masks K x M x M) as Instances at frame size."""
+                 height: int, width: int, input_size: tuple[int, int] | None = None) -> Instances:
+    """An instance graph's four outputs (masks K x M x M) as Instances at frame size (height, width). With
+    `input_size` (the graph's H, W) the boxes are scaled from it to the frame first, as torchvision's
+    postprocess scales them back to the original image before it pastes the masks."""
+    boxes = boxes.astype(np.float32).reshape(-1, 4)
+    if input_size is not None and tuple(input_size) != (height, width):
+        scale = np.array([width / input_size[1], height / input_size[0]] * 2, np.float32)
+        boxes = boxes * scale
     full = paste_masks(masks, boxes, height, width) >= MASK_THRESHOLD
-    return Instances(boxes.astype(np.float32), labels.astype(np.int64), scores.astype(np.float32), full)
+    return Instances(boxes, labels.astype(np.int64), scores.astype(np.float32), full)
 
 
 def instance_colors(labels: np.ndarray, palette: Sequence[Sequence[int]]) -> np.ndarray:

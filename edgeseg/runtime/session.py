@@ -11,8 +11,11 @@ import numpy as np
 
 from edgeseg.errors import BadInputError
 from edgeseg.manifest import Manifest
+from edgeseg.runtime.instances import Instances, from_outputs
 from edgeseg.runtime.tail import KIND as TAIL_KIND
 from edgeseg.runtime.tail import upsample_argmax
+
+INSTANCES = "instances"  # the output kind of an instance engine (outputs: manifest.schema.INSTANCE_OUTPUTS)
 
 
 @dataclass(frozen=True)
@@ -27,9 +30,11 @@ class LoadOptions:
 
 
 class Session:
-    """A loaded engine. `infer` takes what the manifest says the engine takes and returns class ids.
+    """A loaded engine. `infer` takes what the manifest says the engine takes and returns class ids, or
+    on an instance engine (`manifest.output.kind == "instances"`) the objects found (`detect`).
 
-    Subclasses implement `_run(batch) -> array` (labels or logits, as the graph makes them).
+    Subclasses implement `_run(batch) -> array` (labels or logits, as the graph makes them) and, for
+    graphs with several outputs, `_run_all(batch) -> list of arrays` in the graph's output order.
     """
 
     def __init__(self, manifest: Manifest) -> None:
@@ -37,13 +42,37 @@ class Session:
         self._host_preprocess = manifest.input.preprocess == "host"
         self._height, self._width = manifest.input.size
 
-    def infer(self, frames: np.ndarray) -> np.ndarray:
-        """(N, H, W, 3) uint8 BGR frames at the engine's input size -> (N, H, W) class ids."""
+    @property
+    def detects_instances(self) -> bool:
+        return self.manifest.output.kind == INSTANCES
+
+    def infer(self, frames: np.ndarray) -> np.ndarray | list[Instances]:
+        """(N, H, W, 3) uint8 BGR frames at the engine's input size -> (N, H, W) class ids; an instance
+        engine returns one `Instances` per frame instead (`detect`, masks at the input size)."""
         frames = self.check_frames(frames)
+        if self.detects_instances:
+            return self.detect(frames)
         out = self._run_checked(frames)
         if self.manifest.output.kind in ("logits", TAIL_KIND):  # full-size logits only need the argmax
             return upsample_argmax(out, frames.shape[1:3])
         return out
+
+    def detect(self, frames: np.ndarray, size: tuple[int, int] | None = None) -> list[Instances]:
+        """Instance engines: (N, H, W, 3) frames at the input size -> the `Instances` of each frame, boxes
+        and masks at `size` (H, W): the size of the frame before it was resized to the input, so that
+        the 28 x 28 masks are pasted once, at the resolution they are shown or scored at. Default: the
+        input size."""
+        if not self.detects_instances:
+            raise BadInputError(f"engine {self.manifest.name} is a {self.manifest.output.kind} engine: it labels "
+                                "pixels and finds no instances", "call infer(), or pass an instance engine "
+                                "(built from a Mask R-CNN)")
+        frames = self.check_frames(frames)
+        height, width = size or frames.shape[1:3]
+        found = []
+        for frame in frames:  # instance graphs take one frame (their outputs have no batch axis)
+            boxes, labels, scores, masks = self._run_all(self._prepared(frame[None]))
+            found.append(from_outputs(boxes, labels, scores, masks, height, width, frames.shape[1:3]))
+        return found
 
     def infer_raw(self, frames: np.ndarray) -> np.ndarray:
         """The graph's own output: labels, (N, C, H, W) logits for a graph built without --fuse-argmax,
@@ -51,9 +80,12 @@ class Session:
         return self._run_checked(self.check_frames(frames))
 
     def _run_checked(self, frames: np.ndarray) -> np.ndarray:
+        return self._run(self._prepared(frames))
+
+    def _prepared(self, frames: np.ndarray) -> np.ndarray:
         if self._host_preprocess:
-            frames = normalize(frames, self.manifest.input.mean, self.manifest.input.std)
-        return self._run(frames)
+            return normalize(frames, self.manifest.input.mean, self.manifest.input.std)
+        return frames
 
     def check_frames(self, frames: np.ndarray) -> np.ndarray:
         if not isinstance(frames, np.ndarray):
@@ -76,6 +108,11 @@ class Session:
 
     def _run(self, batch: np.ndarray) -> np.ndarray:  # pragma: no cover - every backend overrides it
         raise NotImplementedError
+
+    def _run_all(self, batch: np.ndarray) -> list[np.ndarray]:
+        """Every output of the graph, in its order; backends that run instance graphs override it."""
+        raise BadInputError(f"the {self.manifest.backend['name']} backend does not run graphs with several outputs",
+                            "build the instance engine for onnxruntime or openvino")
 
     def describe(self) -> dict[str, Any]:
         m = self.manifest

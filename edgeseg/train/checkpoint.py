@@ -210,6 +210,16 @@ def rebuild_options(options: dict[str, Any]) -> dict[str, Any]:
     return {name: value for name, value in options.items() if not opens_a_file(name)}
 
 
+def peek_model(path: str | os.PathLike) -> str | None:
+    """The zoo name an edgeseg checkpoint holds (None for another file, e.g. a torchvision state dict):
+    what `edgeseg build` dispatches on before it builds anything."""
+    try:
+        name = load(path).get("model")
+    except NotEdgesegCheckpoint:
+        return None
+    return name if isinstance(name, str) else None
+
+
 def build_from_checkpoint(path: str | os.PathLike, task: str | None = "semantic") -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the network a checkpoint was saved from and load its weights; a network of another `task`
     than the caller handles is refused before it is built (None: any).

@@ -43,7 +43,7 @@ def build(onnx_path: Path, out_dir: Path, spec: BuildSpec) -> Built:
             print(report.summary())
         note = (f"Q/DQ INT8, U8S8, {result.weights} weights ({result.quantized_nodes} quantized tensors; "
                 f"runs on: {options['requires']})"
-                + (f"; kept in fp32: {', '.join(result.excluded)}" if result.excluded else "")
+                + (f"; kept in fp32: {_listed(result.excluded)}" if result.excluded else "")
                 + (f"; {result.folded_input['padding']}" if result.folded_input else "")
                 + (f"; {result.shared_concats} concat(s) copy at one shared scale" if result.shared_concats else ""))
     session = open_session(out_dir / engine, threads=0)  # prove it loads before it is published
@@ -57,13 +57,21 @@ def build(onnx_path: Path, out_dir: Path, spec: BuildSpec) -> Built:
     return Built(files, spec.precision, "CPU", ort.__version__, note, options, not_int8)
 
 
+def _listed(names: list[str], shown: int = 6) -> str:
+    """Node names for the note: all of a few, or a count and the first (an instance graph keeps ~1000 float)."""
+    if len(names) <= shown:
+        return ", ".join(names)
+    return f"{len(names)} nodes ({', '.join(names[:3])}, ...; all in backend.options.quantization.excluded)"
+
+
 def _int8(onnx_path: Path, out_dir: Path, spec: BuildSpec):
     """U8S8 Q/DQ: ORT's fast x86 INT8 kernels (S8S8 ran 1.19x over FP32 here, U8S8 2.03x)."""
     from edgeseg.build.quantize import qdq_from_onnx
 
     if spec.budget is None:
-        return qdq_from_onnx(onnx_path, out_dir / INT8_FILE, spec.calibration, spec.calib_method, spec.keep_float,
-                             activations="u8", reduce_range=not spec.options.int8_vnni_only), None
+        return qdq_from_onnx(onnx_path, out_dir / INT8_FILE, spec.calibration, spec.calib_method,
+                             spec.float_node_names(onnx_path), activations="u8",
+                             reduce_range=not spec.options.int8_vnni_only), None
     from edgeseg.build.budget import budgeted_qdq
     from edgeseg.measure.evaluate import Predictor, as_predictor
 

@@ -59,6 +59,9 @@ class OrtSession(Session):
     def _run(self, batch: np.ndarray) -> np.ndarray:
         return self._session.run(None, {self._input: batch})[0]
 
+    def _run_all(self, batch: np.ndarray) -> list[np.ndarray]:
+        return self._session.run(None, {self._input: batch})
+
     def describe(self) -> dict:
         options = self._session.get_session_options()  # what ORT holds, not what was asked
         spinning = options.get_session_config_entry("session.intra_op.allow_spinning") != "0"

@@ -118,7 +118,7 @@ def _nncf_int8(model, spec: BuildSpec):
     if spec.calibration is None:
         raise BadInputError("an int8 build needs calibration images", "pass --calib SPEC")
     batches = list(spec.calibration.batches())
-    ignored = nncf.IgnoredScope(names=list(spec.keep_float), validate=False) if spec.keep_float else None
+    ignored = _ignored_scope(nncf, spec)
     common = {"subset_size": len(batches), "preset": nncf.QuantizationPreset.PERFORMANCE,
               **({"ignored_scope": ignored} if ignored else {})}
     advanced = nncf.AdvancedQuantizationParameters(overflow_fix=overflow_fix(spec))
@@ -127,6 +127,18 @@ def _nncf_int8(model, spec: BuildSpec):
     if spec.budget is None:
         return quantized, None
     return _within_budget(model, quantized, batches, common, advanced, spec.budget)
+
+
+def _ignored_scope(nncf, spec: BuildSpec):
+    """keep_float by name; with int8_only, every op whose name does not start with it, by pattern: the IR
+    renames some ops (a convolution's bias splits it into `.../Conv/WithoutBiases` and an Add), so ONNX
+    node names alone would let those into INT8."""
+    import re
+
+    patterns = [f"^(?!{re.escape(spec.int8_only)}).*"] if spec.int8_only is not None else []
+    if not spec.keep_float and not patterns:
+        return None
+    return nncf.IgnoredScope(names=list(spec.keep_float), patterns=patterns, validate=False)
 
 
 def _within_budget(model, quantized, batches, common, advanced, budget):

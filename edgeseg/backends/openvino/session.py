@@ -110,6 +110,10 @@ class OpenVinoSession(Session):
         self._request.infer({0: batch}, share_inputs=True)
         return self._request.get_output_tensor(0).data.copy()
 
+    def _run_all(self, batch: np.ndarray) -> list[np.ndarray]:
+        self._request.infer({0: batch}, share_inputs=True)
+        return [self._request.get_output_tensor(i).data.copy() for i in range(len(self._compiled.outputs))]
+
     def describe(self) -> dict:
         return {**super().describe(), "precision_as_run": self.precision_as_run}
 

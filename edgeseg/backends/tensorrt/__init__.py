@@ -8,6 +8,9 @@ ONNX (made here with FP32 I/O kept) and no precision flags are set. `strongly_ty
 the same path on TensorRT 10.12+.
 Run (`session`): deserialize, pinned host + device buffers, copies and `execute_async_v3` on one CUDA
 stream. An engine only runs on the TensorRT version and GPU it was built for: load checks both first.
+Instance engines (Mask R-CNN): TensorRT's plugin library is registered before parsing and deserializing
+(RoiAlign is the ROIAlign_TRT plugin), and the detections, whose count the frame decides, get their memory
+during the run from an IOutputAllocator (`outputs`). INT8 for them is explicit only (heads float).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgeseg.backends.tensorrt import int8 as _int8
-from edgeseg.backends.tensorrt.session import ENGINE_FILE, Logger, major_version
+from edgeseg.backends.tensorrt.session import ENGINE_FILE, Logger, init_plugins, major_version
 from edgeseg.build.spec import BuildSpec, Built
 from edgeseg.errors import BadInputError, EdgesegError
 from edgeseg.io import atomic_path
@@ -35,7 +35,7 @@ def build(onnx_path: Path, out_dir: Path, spec: BuildSpec) -> Built:
         source, files = out_dir / FP16_ONNX, [ENGINE_FILE, FP16_ONNX]
     if spec.precision == "int8":
         int8 = spec.options.int8_mode
-        _int8.check_mode(int8, major_version(trt), strongly_typed, spec.options.dla_core)
+        _int8.check_mode(int8, major_version(trt), strongly_typed, spec.options.dla_core, spec.int8_only)
         if int8 == "explicit":
             source, _ = _int8.qdq_source(onnx_path, out_dir, spec)
             files = [ENGINE_FILE, _int8.QDQ_FILE]
@@ -106,13 +106,24 @@ def _implicit_int8(trt, builder, config, network, onnx_path: Path, spec: BuildSp
 
 
 def _parse(trt, builder, logger, source: Path, strongly_typed: bool):
+    """The network from the ONNX file. Instance graphs (Mask R-CNN) need two operators beyond the semantic
+    ones; the parser of TensorRT 10 (onnx-tensorrt, docs/operators.md: NonMaxSuppression and RoiAlign "Y")
+    maps NonMaxSuppression to the built-in INMSLayer (addNMS) and RoiAlign to the ROIAlign_TRT plugin
+    (version 2; opset 16's coordinate_transformation_mode "output_half_pixel" is its mode 0), which it
+    takes from the plugin registry: the plugin library must be registered before parsing."""
+    plugins = init_plugins(trt)
     flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if strongly_typed else 0
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(source)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise EdgesegError(f"TensorRT's ONNX parser rejected {source.name}: {errors[:400]}",
-                           "export with --exporter torchscript (opset 17), or report the model")
+        fix = "export with --exporter torchscript (opset 17), or report the model"
+        if not plugins:
+            fix = ("install TensorRT with its plugin library (libnvinfer_plugin, in JetPack and NVIDIA's tensorrt "
+                   "wheels): RoiAlign (instance networks) is a plugin, and registering the library failed")
+        elif "plugin" in errors.lower():
+            fix = "use a TensorRT 10 or 11 whose plugin library has the plugin named above (RoiAlign: ROIAlign_TRT)"
+        raise EdgesegError(f"TensorRT's ONNX parser rejected {source.name}: {errors[:400]}", fix)
     return network, parser
 
 

@@ -78,6 +78,13 @@ class CudaPython:
         self._pinned = getattr(self, "_pinned", []) + [int(pointer)]
         return array
 
+    def free_pinned(self, array: np.ndarray) -> None:
+        """Give back an array from `pinned` before close (a buffer that grows replaces its old one)."""
+        pointer = int(array.ctypes.data)
+        if pointer in getattr(self, "_pinned", []):
+            self._pinned.remove(pointer)
+            self.rt.cudaFreeHost(pointer)
+
     def to_device(self, pointer: int, host: np.ndarray) -> None:
         kind = self.rt.cudaMemcpyKind.cudaMemcpyHostToDevice
         self._check(self.rt.cudaMemcpyAsync(pointer, host.ctypes.data, host.nbytes, kind, self.stream))
@@ -127,6 +134,12 @@ class PyCuda:
 
     def pinned(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         return self.cuda.pagelocked_empty(shape, dtype)
+
+    def free_pinned(self, array: np.ndarray) -> None:
+        """pycuda frees page-locked memory with its array's base (a HostAllocation); else when collected."""
+        free = getattr(array.base, "free", None)
+        if free is not None:
+            free()
 
     def to_device(self, pointer: int, host: np.ndarray) -> None:
         self.cuda.memcpy_htod_async(pointer, host, self.stream)

@@ -12,6 +12,10 @@ calibration/cache/, keyed like the Q/DQ range cache by the ONNX hash, the calibr
 method, with a sidecar holding the key and the cache's sha256, and its content checked as TensorRT's
 cache format (`cache_problem`): a stale, edited or malformed cache is recalibrated, never used. Layers kept out of INT8 get `layer.precision = float16` and
 OBEY_PRECISION_CONSTRAINTS.
+
+Instance graphs (`BuildSpec.int8_only`: the Mask R-CNN backbone and pyramid in INT8, the heads float) are built
+explicit only: the Q/DQ graph leaves every node outside int8_only without Q/DQ, and `check_mode` refuses
+implicit mode for them.
 """
 
 from __future__ import annotations
@@ -31,7 +35,9 @@ MODES = ("explicit", "implicit")
 IMPLICIT_METHOD = "trt-entropy2"  # the cache key's method: TensorRT's own entropy calibration
 
 
-def check_mode(mode: str, major: int, strongly_typed: bool = False, dla_core: int | None = None) -> None:
+def check_mode(mode: str, major: int, strongly_typed: bool = False, dla_core: int | None = None,
+               int8_only: str | None = None) -> None:
+    """Refuse the combinations TensorRT cannot build, each with the flag that works instead."""
     if mode not in MODES:
         raise BadInputError(f"unknown TensorRT INT8 mode '{mode}'", f"choose one of {', '.join(MODES)}")
     if mode == "implicit" and major >= 11:
@@ -40,6 +46,15 @@ def check_mode(mode: str, major: int, strongly_typed: bool = False, dla_core: in
     if mode == "implicit" and strongly_typed:
         raise BadInputError("a strongly typed network takes no calibrator and no precision flags",
                             "drop strongly_typed for --trt-int8 implicit, or use --trt-int8 explicit")
+    if mode == "implicit" and int8_only is not None:
+        # The calibrator quantizes every layer TensorRT can run in INT8; keeping the heads float would mean
+        # pinning each of the layers the parser makes from the nodes outside int8_only (NMS, RoiAlign, the
+        # shape arithmetic among them), whose names are not the ONNX node names one for one. The Q/DQ graph
+        # says it exactly: quantize_maskrcnn's split, read by TensorRT as written.
+        raise BadInputError(f"implicit INT8 (calibrator) cannot keep the layers outside '{int8_only}' (the heads "
+                            "of an instance network) in float",
+                            f"build with --trt-int8 explicit: only the nodes under '{int8_only}' get Q/DQ, the heads "
+                            "stay float")
     if mode == "explicit" and dla_core is not None:
         raise BadInputError("DLA does not run Q/DQ (explicit) INT8 networks",
                             "build DLA engines with --trt-int8 implicit (IInt8EntropyCalibrator2, TensorRT <= 10)")
@@ -198,8 +213,8 @@ def qdq_source(onnx_path: Path, out_dir: Path, spec: BuildSpec) -> tuple[Path, o
         raise BadInputError("--max-miou-drop is not wired to TensorRT engines yet",
                             "build without --max-miou-drop and check the drop with `edgeseg eval --engine ... "
                             "--reference ...`, or fit the budget on onnxruntime/openvino")
-    result = qdq_from_onnx(onnx_path, out_dir / QDQ_FILE, spec.calibration, spec.calib_method, spec.keep_float,
-                           activations="s8")
+    result = qdq_from_onnx(onnx_path, out_dir / QDQ_FILE, spec.calibration, spec.calib_method,
+                           spec.float_node_names(onnx_path), activations="s8")
     print(result.summary())
     return out_dir / QDQ_FILE, result
 

@@ -24,8 +24,13 @@ class TorchSession(Session):
         super().__init__(manifest)
         if options.threads:
             torch.set_num_threads(options.threads)
-        model, _ = build_from_checkpoint(checkpoint or root / ENGINE_FILE)
+        model, _ = build_from_checkpoint(checkpoint or root / ENGINE_FILE, task=None)
         self._host_preprocess = False  # DeployModel normalizes in torch, whatever the engine graph does
+        if self.detects_instances:  # the module the instance graph was exported from, at the engine's size
+            from edgeseg.models.maskrcnn.deploy import DeployMaskRCNN, at_size
+
+            self._model = DeployMaskRCNN(at_size(model, manifest.input.size), manifest.input.size).eval()
+            return
         self._model = DeployModel(model, len(manifest.classes), manifest.input.mean, manifest.input.std,
                                   fuse_preprocess=True, fuse_argmax=manifest.output.kind == "labels").eval()
 
@@ -34,6 +39,12 @@ class TorchSession(Session):
 
         with torch.inference_mode():
             return self._model(torch.from_numpy(batch)).numpy()
+
+    def _run_all(self, batch: np.ndarray) -> list[np.ndarray]:
+        import torch
+
+        with torch.inference_mode():
+            return [out.numpy() for out in self._model(torch.from_numpy(batch))]
 
 
 def load(manifest: Manifest, root: Path, options: LoadOptions = LoadOptions()) -> Session:

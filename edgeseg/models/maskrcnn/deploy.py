@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import math
+import warnings
 from pathlib import Path
 
 import torch
@@ -45,6 +46,15 @@ class DeployMaskRCNN(nn.Module):
         return r["boxes"], r["labels"], r["scores"], r["masks"][:, 0]
 
 
+def at_size(model: nn.Module, size: tuple[int, int]) -> nn.Module:
+    """`model` set to take frames of `size` (H, W) as they are: its resize step becomes the identity at that
+    size (min_size/max_size are the transform's only size-dependent state; the anchors follow the padded
+    frame). A network trained at another size then sees its objects at another scale, as torchvision's
+    would with those options."""
+    model.transform.min_size, model.transform.max_size = (min(size),), max(size)
+    return model
+
+
 def export_maskrcnn(model: nn.Module, path: str | Path, size: tuple[int, int]) -> Path:
     """Write the static graph of `model` at frame size `size` (H, W) to `path` (TorchScript exporter:
     it is the one that reads the operators' ONNX symbolics)."""
@@ -53,7 +63,12 @@ def export_maskrcnn(model: nn.Module, path: str | Path, size: tuple[int, int]) -
     deploy = DeployMaskRCNN(model, size)
     frame = torch.zeros((1, *size, 3), dtype=torch.uint8)
     buffer = io.BytesIO()
-    with torch.no_grad():
+    # the tracer warns at every data-dependent branch and loop bound; export_ops and the fixed sizes above
+    # are what make those constant by design, and the graph is checked against the network in the tests
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.onnx")
+        warnings.filterwarnings("ignore", category=DeprecationWarning)  # "legacy TorchScript-based export": chosen
         torch.onnx.export(deploy, (frame,), buffer, dynamo=False, opset_version=OPSET, input_names=["frames"],
                           output_names=list(OUTPUTS),
                           dynamic_axes={name: {0: "detections"} for name in OUTPUTS})
