@@ -13,9 +13,26 @@ REGRESSION_EXIT = 1
 DEFAULT_THRESHOLD = "10%"  # verdicts are shown with this when only --baseline is given; exit stays 0
 
 
-def run_bench(args: argparse.Namespace) -> int:
+def bench_frames(spec: str):
+    """--data: a semantic dataset spec, or an instance one (synthetic-instances:16, coco:..., whose frames
+    suit an instance engine best); only the images are used."""
     from edgeseg.data import parse_spec
-    from edgeseg.measure.bench import BenchConfig, bench_engines, encoded_frames, format_table, specs_for
+    from edgeseg.data.instances import INSTANCE_KINDS, parse_instance_spec
+
+    if spec.partition(":")[0] in INSTANCE_KINDS:
+        return parse_instance_spec(spec, "val")
+    return parse_spec(spec, "val")
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    from edgeseg.measure.bench import (
+        INSTANCE_ENGINES,
+        BenchConfig,
+        bench_engines,
+        encoded_frames,
+        format_table,
+        specs_for,
+    )
     from edgeseg.measure.envinfo import short
     from edgeseg.measure.results import read_json, to_json
     from edgeseg.runtime.session import LoadOptions
@@ -27,14 +44,15 @@ def run_bench(args: argparse.Namespace) -> int:
         engines = [str(default_engine())]
     check_outputs(args.force, args.json, args.summary, args.junit)  # before minutes of timing, not after
     base = read_json(args.baseline) if args.baseline else None  # read first: a bad file fails before any load
-    frames = encoded_frames(parse_spec(args.data, "val"), 16)
+    frames = encoded_frames(bench_frames(args.data), 16)
     options = LoadOptions(threads=args.threads or 0, performance_hint=args.hint, spin=args.spin)
     config = BenchConfig(args.iterations, args.duration or 0.0, args.warmup, args.rounds, args.throughput_seconds,
                          not args.no_stages, not args.no_progress)
     context = {"data": args.data, "command": " ".join(sys.argv), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     specs = timed_baselines(args, base, options) + specs_for(engines, options)
+    refuse_mixed_gate(args, base, specs)
     run = bench_engines(specs, frames, options, config, args.baseline_torch, context)
-    print(format_table(run.results))
+    print(format_table(run.results, run.context.get(INSTANCE_ENGINES, ())))
     print(f"{short(run.environment)}; peak RSS {run.peak_rss_mb:.0f} MB (whole process)")
     if args.json:
         write_output(args.json, to_json(run), args.force)
@@ -116,13 +134,45 @@ def timed_baselines(args: argparse.Namespace, base, options) -> list:
     return baseline_specs(base, not args.no_rerun_baseline) if base is not None else []
 
 
+def wants_gate(args: argparse.Namespace, base) -> bool:
+    return bool(base is not None or args.baseline_engine or args.fail_on_regression or args.min_miou is not None
+                or args.max_miou_drop is not None)
+
+
+def refuse_mixed_gate(args: argparse.Namespace, base, specs) -> None:
+    """Semantic and instance engines may be timed side by side, but a gate between them would call the
+    difference in their work a regression: refused before the timing, naming the engines of each kind.
+    An engine whose manifest does not read is left to the load, which names the problem."""
+    from edgeseg.errors import BadInputError, EdgesegError
+    from edgeseg.manifest import read_manifest
+    from edgeseg.measure.bench import INSTANCE_ENGINES
+
+    if base is None and not args.baseline_engine:  # no latency gate (accuracy rules compare nothing here)
+        return
+    finds: dict[str, bool] = {}  # engine -> whether it is an instance engine
+    for spec in specs:
+        try:
+            finds[spec.name] = read_manifest(spec.path).output.kind == "instances"
+        except EdgesegError:
+            continue
+    if base is not None:
+        named = set(base.context.get(INSTANCE_ENGINES, ()))
+        for r in base.results:
+            finds.setdefault(f"{r.engine} ({args.baseline})", r.engine in named)
+    if len(set(finds.values())) > 1:
+        instances = ", ".join(n for n, kind in finds.items() if kind)
+        semantic = ", ".join(n for n, kind in finds.items() if not kind)
+        raise BadInputError(f"a latency gate compares an engine with a baseline doing the same work, but "
+                            f"instance engines ({instances}) and semantic ones ({semantic}) do different work",
+                            "time them side by side without a gate (drop --baseline, --baseline-engine and "
+                            "--fail-on-regression), or gate each kind against a baseline of its own kind")
+
+
 def gate_after_bench(run, args: argparse.Namespace, base) -> int:
     """`edgeseg bench --baseline FILE | --baseline-engine DIR ...`: gate the run just measured."""
     from edgeseg.errors import BadInputError
 
-    wants = base is not None or args.baseline_engine or args.fail_on_regression or args.min_miou is not None \
-        or args.max_miou_drop is not None
-    if not wants:
+    if not wants_gate(args, base):
         return 0
     if args.fail_on_regression and base is None and not args.baseline_engine:
         raise BadInputError("--fail-on-regression needs something to compare with",
@@ -143,7 +193,8 @@ def _add_bench(sub) -> None:
     p.add_argument("engines", nargs="*",
                    help="engine directories written by `edgeseg build` (default: the newest under engines/)")
     p.add_argument("--engine", action="append", metavar="DIR", help="an engine directory (repeatable)")
-    p.add_argument("--data", default="synthetic:16", help="frames to time on (default synthetic:16)")
+    p.add_argument("--data", default="synthetic:16",
+                   help="frames to time on (default synthetic:16; instance specs such as synthetic-instances:16 too)")
     p.add_argument("--iterations", type=int, default=50, help="timed calls per engine (default 50)")
     p.add_argument("--duration", type=float, metavar="SECONDS", help="time each engine this long instead of --iterations")
     p.add_argument("--warmup", type=int, default=5)

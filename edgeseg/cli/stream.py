@@ -43,6 +43,8 @@ def add_commands(sub) -> None:
     p.add_argument("--view", choices=("overlay", "mask", "side"), default="overlay")
     p.add_argument("--alpha", type=float, help=f"--view overlay: colour mask weight, 0..1 (default {DEFAULT_ALPHA})")
     p.add_argument("--no-legend", dest="legend", action="store_false", help="no class legend")
+    p.add_argument("--score-threshold", type=float, metavar="S",
+                   help="instance engines (Mask R-CNN): draw the objects scoring S or more, 0..1 (default 0.5)")
     p.add_argument("--no-hud", dest="hud", action="store_false", help="no FPS/latency text on the picture")
     p.add_argument("--stats", metavar="FILE.json", help="write the run's statistics here at the end (on errors too)")
     p.add_argument("--max-frames", type=int, metavar="N", help="stop after N processed frames (N >= 1)")
@@ -76,6 +78,7 @@ def run_stream(args: argparse.Namespace) -> int:
         from edgeseg.runtime.engines import default_engine
 
         args.engine = str(default_engine())
+    _check_engine_kind(args)
     cv2.setNumThreads(args.cv_threads)
     source = _source(args)
     sinks = _sinks(args)
@@ -123,6 +126,9 @@ def check_options(args: argparse.Namespace) -> None:
     _need(args.threads >= 0, "--threads", args.threads, "0 (the library's choice) or more")
     _need(args.cv_threads >= 0, "--cv-threads", args.cv_threads, "0 or more")
     _need(args.camera is None or args.camera >= 0, "--camera", args.camera, "a device index, 0 or more")
+    threshold = args.score_threshold
+    _need(threshold is None or (math.isfinite(threshold) and 0 <= threshold <= 1), "--score-threshold", threshold,
+          "a score between 0 and 1")
     for flag in ("output", "stats"):
         if getattr(args, flag) is not None and not getattr(args, flag).strip():
             raise BadInputError(f"--{flag} is empty", f"pass a path with --{flag}, or drop it")
@@ -132,6 +138,23 @@ def check_options(args: argparse.Namespace) -> None:
 def _need(ok: bool, flag: str, value: object, rule: str) -> None:
     if not ok:
         raise BadInputError(f"{flag} {value} is out of range: it must be {rule}", f"pass {flag} with {rule}")
+
+
+def _check_engine_kind(args: argparse.Namespace) -> None:
+    """--score-threshold on a semantic engine is refused before anything is opened (it would be ignored).
+    An engine whose manifest does not read is left to `load`, which names the problem with the stats."""
+    if args.score_threshold is None:
+        return
+    from edgeseg.manifest import read_manifest
+
+    try:
+        manifest = read_manifest(args.engine)
+    except EdgesegError:
+        return
+    if manifest.output.kind != "instances":
+        raise BadInputError(f"--score-threshold applies to instance engines; {args.engine} is a semantic engine "
+                            f"(output {manifest.output.kind!r}: it labels pixels and scores no objects)",
+                            "drop --score-threshold, or pass an instance engine (built from a Mask R-CNN)")
 
 
 def _source(args: argparse.Namespace):
@@ -173,7 +196,7 @@ def _config(args: argparse.Namespace):
 
     return PipelineConfig(view=args.view, alpha=args.alpha, legend=args.legend, hud=args.hud,
                           max_frames=args.max_frames, report_every_s=args.report_every,
-                          engine_fps_iterations=args.engine_fps)
+                          engine_fps_iterations=args.engine_fps, score_threshold=args.score_threshold)
 
 
 def _print_start(args, session, source, sinks, threads: int) -> None:
@@ -182,6 +205,10 @@ def _print_start(args, session, source, sinks, threads: int) -> None:
     d = session.describe()
     weights = "  [RANDOM WEIGHTS: speed only]" if d.get("random_weights") else ""
     where = ", ".join(s.describe() for s in sinks) or "headless"
+    if getattr(session, "detects_instances", False):
+        from edgeseg.runtime.instance_render import score_threshold_for
+
+        where += f" (objects scoring >= {score_threshold_for(session, args.score_threshold):g})"
     print(f"streaming {source.kind} {source.name} through {args.engine} ({d['backend']} {d['precision_as_run']}, "
           f"input {session.manifest.input.size[0]}x{session.manifest.input.size[1]}, {threads or 'default'} engine threads, "
           f"{cv2_threads()} OpenCV threads) -> {where}{weights}", flush=True)
@@ -195,7 +222,8 @@ def _finish(args: argparse.Namespace, pipeline, source, config, error: BaseExcep
 
     stats = pipeline.stats if pipeline is not None else None
     if stats is None:  # the engine did not load, or the pipeline could not be made
-        settings = {"view": config.view, "alpha": config.alpha, "max_frames": config.max_frames, "sinks": []}
+        settings = {"view": config.view, "alpha": config.alpha, "max_frames": config.max_frames,
+                    "score_threshold": config.score_threshold, "sinks": []}
         stats = stats_without_stream(source.describe(), {"path": args.engine}, settings, error)
     print(stats.summary(), flush=True)
     if not args.stats:

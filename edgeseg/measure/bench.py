@@ -7,6 +7,12 @@ round medians, paired across engines. Every timed call is one frame's whole path
 an application: decode (JPEG/PNG bytes -> BGR), preprocess (resize_to_input), inference
 (Session.infer, the engine-only number), postprocess (labels back to frame size + colour LUT), so
 engine FPS and application FPS come from the same calls. Torch is imported only for --baseline-torch.
+
+Instance engines (Mask R-CNN) take the same path with their own two stages: inference is
+`Session.detect(frame, original size)`, the graph plus the host's mask paste at the frame's size (what a
+stream pays before drawing), and postprocess is `render_instances` of the objects scoring 0.5 or more
+(`edgeseg stream`'s default). Semantic and instance engines may be timed in one run: each row is its own
+engine's application path, so their latencies compare as "time per frame", not as the same work.
 """
 
 from __future__ import annotations
@@ -33,7 +39,11 @@ from edgeseg.measure.results import (  # noqa: F401
     to_json,  # re-exported: bench's results are read where bench is
 )
 from edgeseg.measure.stats import summarize
+from edgeseg.runtime.instance_render import DEFAULT_SCORE_THRESHOLD, detects_instances
 from edgeseg.runtime.session import LoadOptions, Session
+
+
+INSTANCE_ENGINES = "instance_engines"  # the BenchRun.context key naming the instance engines of a run
 
 
 @dataclass(frozen=True)
@@ -73,6 +83,11 @@ class _Engine:
     digest: str | None = None
     stages: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in STAGES})
     rounds: list[list[float]] = field(default_factory=list)
+
+    @property
+    def instances(self) -> bool:
+        """An instance engine: detect + render_instances instead of infer + colorize."""
+        return detects_instances(self.session)
 
 
 def encoded_frames(dataset, count: int = 16) -> list[bytes]:
@@ -117,6 +132,7 @@ def _call(engine: _Engine, frames: Sequence[bytes], start: int, stages: bool) ->
     import cv2
 
     from edgeseg.runtime.frames import resize_labels, resize_to_input
+    from edgeseg.runtime.instances import render_instances
     from edgeseg.runtime.visualize import colorize
 
     session = engine.session
@@ -127,9 +143,16 @@ def _call(engine: _Engine, frames: Sequence[bytes], start: int, stages: bool) ->
     t1 = time.perf_counter()
     batch = np.stack([resize_to_input(im, session.manifest.input.size) for im in images])
     t2 = time.perf_counter()
-    labels = session.infer(batch)
+    if engine.instances:  # masks pasted at each frame's own size, as a stream shows them
+        labels = [session.detect(b[None], im.shape[:2])[0] for b, im in zip(batch, images)]
+    else:
+        labels = session.infer(batch)
     t3 = time.perf_counter()
-    if stages:
+    if stages and engine.instances:
+        m = session.manifest
+        for im, found in zip(images, labels):
+            render_instances(im, found.above(DEFAULT_SCORE_THRESHOLD), m.classes, m.palette)
+    elif stages:
         for im, lab in zip(images, labels):
             colorize(resize_labels(lab, im.shape[:2]), engine.lut)
     t4 = time.perf_counter()
@@ -175,7 +198,8 @@ def run_rounds(engines: list[_Engine], frames: Sequence[bytes], config: BenchCon
 
 
 def throughput(engine: _Engine, frames: Sequence[bytes], seconds: float) -> dict:
-    """Throughput mode: the backend keeps as many requests in flight as it can (Session.run_for)."""
+    """Throughput mode: the backend keeps as many requests in flight as it can (Session.run_for; an instance
+    engine one, since each result needs its host paste)."""
     import cv2
 
     from edgeseg.runtime.frames import resize_to_input
@@ -307,11 +331,14 @@ def bench_engines(engines: Sequence[str | EngineSpec], frames: Sequence[bytes], 
         tps = [throughput(e, frames, config.throughput_seconds) if config.throughput_seconds > 0 else {}
                for e in loaded]
         results = [_result(e, config, tp) for e, tp in zip(loaded, tps)]
+        context = dict(context or {})
+        if any(e.instances for e in loaded):  # which rows timed detect + render_instances (read by the report)
+            context[INSTANCE_ENGINES] = [e.name for e in loaded if e.instances]
     finally:
         for e in loaded:
             e.session.close()
     return BenchRun(results=results, config=asdict(config), environment=fingerprint(options.threads),
-                    context=context or {}, peak_rss_mb=round(peak_rss_mb(), 1))
+                    context=context, peak_rss_mb=round(peak_rss_mb(), 1))
 
 
 def bench_sessions(sessions: dict[str, Session], images: Sequence[np.ndarray], iterations: int = 50,
@@ -335,13 +362,15 @@ def _precision(r: BenchResult) -> str:
     return r.precision_requested + ("" if r.precision_as_run == r.precision_requested else f"->{r.precision_as_run}")
 
 
-def format_table(results: list[BenchResult]) -> str:
-    """The engine table (ratios to the first row), then the per-stage table when stages were timed."""
+def format_table(results: list[BenchResult], instance_engines: Sequence[str] = ()) -> str:
+    """The engine table (ratios to the first row), then the per-stage table when stages were timed;
+    `instance_engines` (BenchRun.context["instance_engines"]) are marked and their stages explained."""
     base = results[0].latency_ms["mean"]
     lines = [f"{'engine':34s} {'backend':12s} {'precision':13s} {'mean ms':>8s} {'std':>6s} {'p50':>7s} "
              f"{'p90':>7s} {'p99':>7s} {'FPS':>7s} {'tput FPS':>8s} {'app FPS':>7s} {'speed-up':>8s}"]
     for r in results:
-        stamp = " (random weights)" if r.random_weights else ""
+        stamp = (" (random weights)" if r.random_weights else "") + (
+            " [instances]" if r.engine in instance_engines else "")
         tput = f"{r.throughput['fps']:8.2f}" if r.throughput else f"{'-':>8s}"
         app = f"{r.app_fps:7.2f}" if r.app_fps else f"{'-':>7s}"
         lat = r.latency_ms
@@ -352,4 +381,7 @@ def format_table(results: list[BenchResult]) -> str:
         lines += ["", f"{'per stage, mean ms':34s} " + " ".join(f"{s:>11s}" for s in (*STAGES, "total"))]
         for r in results:
             lines.append(f"{r.engine:34s} " + " ".join(f"{r.stages_ms[s]['mean']:11.2f}" for s in (*STAGES, "total")))
+    if instance_engines:
+        lines += ["", f"[instances]: inference = session.detect (the graph + pasting the masks at the frame's size), "
+                      f"postprocess = render_instances of the objects scoring {DEFAULT_SCORE_THRESHOLD} or more"]
     return "\n".join(lines)

@@ -70,7 +70,8 @@ def table_cells(row: Row) -> list[str]:
     stage = [_f(st[s]["mean"]) if st else "-" for s in STAGES]
     size = None if r.artifact_bytes is None else r.artifact_bytes / 2**20
     acc = "-" if row.miou is None else f"{row.miou:.2f}" + ("" if row.drop is None else f" (drop {row.drop:.2f})")
-    name = row.label + (" (random weights)" if r.random_weights else "")
+    name = row.label + (" (random weights)" if r.random_weights else "") + (
+        " [instances]" if r.engine in row.run.context.get("instance_engines", ()) else "")  # bench.INSTANCE_ENGINES
     return [name, r.backend, _precision(r), _f(lat["p50"]), _f(lat["p90"]), _f(lat["p99"]),
             f"{lat['mean']:.2f} ± {lat.get('std', 0.0):.2f}", _f(r.fps), tput, _f(r.app_fps), *stage,
             _f(r.load_rss_mb, ".0f"), _f(size, ".1f"), acc]
@@ -140,8 +141,9 @@ def _html_table(rows: list[Row]) -> str:
                                      for i, c in enumerate(cells)) + "</tr>")
     note = ("<p class=\"note\">Engine FPS: one request at a time (latency mode). Throughput FPS: the backend's "
             "asynchronous requests/streams where it has them (else one at a time). App FPS: decode + preprocess + "
-            "inference + postprocess (colorize), one frame after another. Load RSS: memory added by loading "
-            "and warming each engine.</p>")
+            "inference + postprocess (colorize), one frame after another; [instances] engines: inference is "
+            "detect with the masks pasted at the frame's size, postprocess render_instances. Load RSS: memory "
+            "added by loading and warming each engine.</p>")
     return f"<table><tr>{head}</tr>{''.join(body)}</table>{note}"
 
 

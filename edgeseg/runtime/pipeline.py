@@ -38,10 +38,11 @@ import numpy as np
 from edgeseg.errors import BadInputError
 from edgeseg.runtime.destinations import refuse_overwriting_inputs
 from edgeseg.runtime.frames import resize_to_input
+from edgeseg.runtime.instance_render import InstanceTally, check_score_threshold, renderer_for, score_threshold_for
 from edgeseg.runtime.sinks import NullSink, Result, Sink
 from edgeseg.runtime.sources import Source
 from edgeseg.runtime.stats import EngineOnly, StatsRecorder, StreamStats, error_text
-from edgeseg.runtime.visualize import VIEWS, Renderer
+from edgeseg.runtime.visualize import VIEWS
 
 END = None  # the end-of-stream marker every stage forwards after its last frame
 STUCK_READ_S = 3.0  # after a stop, how long a live source's read() may block before the stream ends without it
@@ -58,6 +59,7 @@ class PipelineConfig:
     report_every_s: float = 5.0  # console line interval; 0: quiet
     engine_fps_iterations: int = 0  # > 0: time that many session.infer calls alone before and after the stream
     keep_inputs: int = 8  # frames read ahead (and later the most recent engine inputs kept) for that timing
+    score_threshold: float | None = None  # instance engines: objects shown from this score (None: 0.5)
 
     def __post_init__(self) -> None:
         """Refuse values that would run nothing or something else than asked (max_frames=-1 used to stop at
@@ -71,6 +73,7 @@ class PipelineConfig:
         _need_int("queue_size", self.queue_size, 1)
         _need_int("engine_fps_iterations", self.engine_fps_iterations, 0)
         _need_int("keep_inputs", self.keep_inputs, 1)
+        check_score_threshold(self.score_threshold)
         if not _number(self.report_every_s) >= 0:
             raise BadInputError(f"report_every_s {self.report_every_s!r} is negative or not a number",
                                 "pass 0 (quiet) or a positive interval in seconds")
@@ -101,6 +104,7 @@ class Packet:
     t_capture: float
     input: np.ndarray | None = None
     labels: np.ndarray | None = None
+    instances: Any = None  # an instance engine's Instances above the threshold, at the frame's size
     picture: np.ndarray | None = None
 
 
@@ -153,8 +157,9 @@ class Pipeline:
         self.size = session.manifest.input.size
         self.stop_event = threading.Event()
         self.recorder = StatsRecorder()
-        self.renderer = Renderer(session.manifest.palette, session.manifest.classes, config.view, config.alpha,
-                                 config.legend)
+        self.threshold = score_threshold_for(session, config.score_threshold)  # None: a semantic engine
+        self.renderer = renderer_for(session, config.view, config.alpha, config.legend, self.threshold)
+        self.tally = None if self.threshold is None else InstanceTally(self.threshold, session.manifest.classes)
         self.stats: StreamStats | None = None
         self._log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
         self._stopped_by = "end"
@@ -210,14 +215,17 @@ class Pipeline:
         return p
 
     def _infer(self, p: Packet) -> Packet:
-        p.labels = self.session.infer(p.input[None])[0]
+        if self.tally is None:
+            p.labels = self.session.infer(p.input[None])[0]
+        else:  # masks pasted once, at the size they are shown at
+            p.instances = self.session.detect(p.input[None], p.frame.shape[:2])[0].above(self.threshold)
         self._kept.append(p.input)
         p.input = None
         return p
 
     def _render(self, p: Packet) -> Packet:
         lines = self._hud_lines() if self.config.hud else ()
-        p.picture = self.renderer.render(p.frame, p.labels, lines)
+        p.picture = self.renderer.render(p.frame, p.labels if self.tally is None else p.instances, lines)
         return p
 
     def _hud_lines(self) -> list[str]:
@@ -230,9 +238,11 @@ class Pipeline:
         if limit and self.recorder.counts["processed"] >= limit:  # a live source's frames in flight at the limit
             self.recorder.count("dropped")
             return None
-        result = Result(p.index, p.frame, p.labels, p.picture, p.t_capture)
+        result = Result(p.index, p.frame, p.labels, p.picture, p.t_capture, p.instances)
         keep_going = all([sink.write(result) for sink in self.sinks])
         self.recorder.done(p.t_capture)
+        if self.tally is not None:
+            self.tally.add(p.instances)
         if not keep_going:
             self.stop("window")
         if limit and self.recorder.counts["processed"] >= limit:
@@ -349,12 +359,12 @@ class Pipeline:
         m = self.session.manifest
         engine = {"name": m.name, **self.session.describe(), "input_size": list(self.size)}
         settings = {"view": self.config.view, "alpha": self.config.alpha, "max_frames": self.config.max_frames,
-                    "sinks": [s.describe() for s in self.sinks]}
+                    "score_threshold": self.threshold, "sinks": [s.describe() for s in self.sinks]}
         outputs = [r for r in (s.report() for s in self.sinks if isinstance(s, Sink)) if r is not None]
         return self.recorder.freeze(source=self.source.describe(), engine=engine, settings=settings,
                                     stopped_by=self._stopped_by, error=error_text(self._error),
-                                    engine_only=engine_only, ratio=ratio, outputs=outputs)
-
+                                    engine_only=engine_only, ratio=ratio, outputs=outputs,
+                                    instances=None if self.tally is None else self.tally.summary())
 
     def _time_engine_before(self) -> None:
         """Read a few frames ahead and time the engine on them alone. A file source's frames are then streamed

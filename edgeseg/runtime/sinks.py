@@ -62,13 +62,16 @@ INDEX_BYTES_PER_FRAME = 64  # the container's per-frame index (an mp4's stsz/stc
 
 @dataclass
 class Result:
-    """One processed frame: `picture` is what the sinks show; `labels` are at the engine's input size."""
+    """One processed frame: `picture` is what the sinks show; `labels` are at the engine's input size. An
+    instance engine leaves `labels` None and sets `instances`: the objects drawn (score at or above the
+    stream's threshold), boxes and masks at the frame's size."""
 
     index: int
     frame: np.ndarray  # (H, W, 3) uint8 BGR, as the source delivered it
-    labels: np.ndarray  # (h, w) uint8 class ids at the engine's input size
+    labels: np.ndarray | None  # (h, w) uint8 class ids at the engine's input size; None on an instance engine
     picture: np.ndarray  # (H, W or 2W, 3) uint8 BGR, the rendered view
     t_capture: float  # time.perf_counter() when the frame was read
+    instances: Any = None  # edgeseg.runtime.instances.Instances on an instance engine, else None
 
 
 class Sink:

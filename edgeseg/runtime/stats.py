@@ -91,6 +91,8 @@ class StreamStats:
     engine_only: EngineOnly | None = None
     ratio: float | None = None
     outputs: list[dict[str, Any]] = field(default_factory=list)  # per file sink: path, frames, written
+    # instance engines: score_threshold, frames, shown, mean_per_frame, max_per_frame, by_class; null otherwise
+    instances: dict[str, Any] | None = None
     schema_version: int = SCHEMA_VERSION
     kind: str = "edgeseg.stream"
     created: float = field(default_factory=time.time)
@@ -119,6 +121,11 @@ class StreamStats:
             e = self.engine_only
             lines.append(f"  engine-only {e.fps:.1f} FPS ({e.iterations} session.infer calls: {e.fps_before:.1f} FPS "
                          f"before the stream, {e.fps_after:.1f} after); end-to-end / engine-only = {self.ratio:.1%}")
+        if self.instances and self.instances.get("frames"):
+            i = self.instances
+            counts = ", ".join(f"{k} {v}" for k, v in i["by_class"].items())
+            lines.append(f"  objects with score >= {i['score_threshold']:.2f}: {i['mean_per_frame']:.2f} per frame "
+                         f"(max {i['max_per_frame']}); {i['shown']} in all: {counts}")
         return "\n".join(lines)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from pathlib import Path
 
 from edgeseg.backends.openvino import version
@@ -122,11 +124,24 @@ def _nncf_int8(model, spec: BuildSpec):
     common = {"subset_size": len(batches), "preset": nncf.QuantizationPreset.PERFORMANCE,
               **({"ignored_scope": ignored} if ignored else {})}
     advanced = nncf.AdvancedQuantizationParameters(overflow_fix=overflow_fix(spec))
-    with reported("NNCF cannot quantize the IR", nncf_fix):
+    with reported("NNCF cannot quantize the IR", nncf_fix), _quiet_nncf(spec.int8_only is not None):
         quantized = nncf.quantize(model, nncf.Dataset(batches), advanced_parameters=advanced, **common)
     if spec.budget is None:
         return quantized, None
     return _within_budget(model, quantized, batches, common, advanced, spec.budget)
+
+
+@contextlib.contextmanager
+def _quiet_nncf(quiet: bool):
+    """NNCF logs one INFO line per ignored op; an instance graph ignores ~700 (its heads)."""
+    logger = logging.getLogger("nncf")
+    level = logger.level
+    if quiet:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _ignored_scope(nncf, spec: BuildSpec):

@@ -87,6 +87,8 @@ class OpenVinoSession(Session):
 
         import openvino as ov
 
+        if self.detects_instances:  # four outputs and a host paste per result: one request at a time
+            return super().run_for(frames, seconds)
         batch = self.check_frames(frames)
         if self._host_preprocess:
             from edgeseg.runtime.session import normalize

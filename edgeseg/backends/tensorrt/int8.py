@@ -50,7 +50,7 @@ def check_mode(mode: str, major: int, strongly_typed: bool = False, dla_core: in
         # The calibrator quantizes every layer TensorRT can run in INT8; keeping the heads float would mean
         # pinning each of the layers the parser makes from the nodes outside int8_only (NMS, RoiAlign, the
         # shape arithmetic among them), whose names are not the ONNX node names one for one. The Q/DQ graph
-        # says it exactly: quantize_maskrcnn's split, read by TensorRT as written.
+        # says it exactly: the split BuildSpec.int8_only makes, read by TensorRT as written.
         raise BadInputError(f"implicit INT8 (calibrator) cannot keep the layers outside '{int8_only}' (the heads "
                             "of an instance network) in float",
                             f"build with --trt-int8 explicit: only the nodes under '{int8_only}' get Q/DQ, the heads "
