@@ -130,10 +130,10 @@ def run_eval_engine(args: argparse.Namespace) -> int:
     from edgeseg.measure.evaluate import evaluate, format_comparison, label_writer, session_predictor
     from edgeseg.runtime import load
 
+    strip_path, samples = _strip_output(args)  # before the engine loads: a bad path fails now
     session = load(args.engine)
     if session.detects_instances:
         return run_eval_engine_instances(args, session)
-    strip_path, samples = _strip_output(args)
     m, engine = session.manifest, session_predictor(session)
     _refuse_instance_data(args.data, args.engine)
     dataset = parse_spec(args.data, "val")

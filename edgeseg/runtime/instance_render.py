@@ -87,7 +87,7 @@ class InstanceRenderer:
         if self._legend is not None:
             paste(out, self._legend)
         if hud_lines:
-            hud(out, [*hud_lines, f"{len(instances)} objects, score >= {self.threshold:.2f}"])
+            hud(out, [*hud_lines, f"{len(instances)} object{'' if len(instances) == 1 else 's'}, score >= {self.threshold:.2f}"])
         return out
 
 
