@@ -124,6 +124,9 @@ def _network(source: Source) -> tuple[Any, str, dict, dict, str | None]:
         if not dataset:
             raise BadInputError(f"{source.checkpoint} carries no instance dataset record (classes, palette, mean/std)",
                                 "build from a checkpoint written by `edgeseg train --model maskrcnn`")
+        crop = payload.get("metadata", {}).get("train_crop")
+        if crop:  # the frame size it was trained at, in its orientation (min/max sizes lose that)
+            dataset = {**dataset, "train_crop": [int(v) for v in crop]}
         return model, payload["model"], payload["options"], dataset, source.checkpoint
     if not source.random_weights:
         raise EdgesegError(f"edgeseg ships no weights for {source.model}: there is nothing to build",
@@ -153,9 +156,8 @@ def _plan(request: BuildRequest) -> _Plan:
     name, why = backends.resolve(request.backend)
     backend = ChosenBackend(name, why, backends.build_side(name))
     model, zoo_name, options, dataset, checkpoint = _network(request.source)
-    size = tuple(request.graph.input_size or (model.transform.min_size[-1], model.transform.max_size))
-    if size[0] > size[1] and not request.graph.input_size:
-        size = size[::-1]
+    size = tuple(request.graph.input_size or dataset.pop("train_crop", None)
+                 or (model.transform.min_size[-1], model.transform.max_size))
     model = at_size(model.eval(), size)
     calibration = None
     if request.precision == "int8":
