@@ -149,7 +149,7 @@ def _network(source: Source) -> tuple[Any, str, dict, dict, str | None]:
 
 def _plan(request: BuildRequest) -> _Plan:
     from edgeseg.build.orchestrator import ChosenBackend
-    from edgeseg.models.maskrcnn.deploy import at_size
+    from edgeseg.models.maskrcnn.deploy import at_size, set_counts
 
     request.check_precision()
     _refuse_semantic_options(request)
@@ -158,7 +158,8 @@ def _plan(request: BuildRequest) -> _Plan:
     model, zoo_name, options, dataset, checkpoint = _network(request.source)
     size = tuple(request.graph.input_size or dataset.pop("train_crop", None)
                  or (model.transform.min_size[-1], model.transform.max_size))
-    model = at_size(model.eval(), size)
+    graph = request.graph
+    model = set_counts(at_size(model.eval(), size), graph.proposals, graph.detections, graph.min_score)
     calibration = None
     if request.precision == "int8":
         from edgeseg.build.calibration import open_calibration
@@ -290,8 +291,9 @@ def _manifest(plan: _Plan, built: Built, stage: Path, onnx_file: Path, seconds: 
         from edgeseg.io import sha256_file
 
         model["checkpoint"] = {"path": os.path.abspath(plan.checkpoint), "sha256": sha256_file(plan.checkpoint)}
-    heads = plan.model.roi_heads
+    heads, rpn = plan.model.roi_heads, plan.model.rpn
     extra: dict[str, Any] = {"instances": {
+        "proposals_per_level": rpn._pre_nms_top_n["testing"], "proposals": rpn._post_nms_top_n["testing"],
         "detections_per_img": heads.detections_per_img, "box_score_thresh": heads.score_thresh,
         "mask_threshold": 0.5, "mask_size": 28, "paste": "host (edgeseg.runtime.instances.paste_masks)"}}
     if plan.calibration is not None:

@@ -190,6 +190,7 @@ def _input_size(graph: Graph, source: SourceModel) -> tuple[int, int]:
 def _plan(request: BuildRequest) -> _Plan:
     """Resolve the backend, the weights, the size and the INT8 inputs, in the order their errors are told."""
     request.check_precision()
+    request.graph.refuse_instance_options()
     name, why = backends.resolve(request.backend)
     backend = ChosenBackend(name, why, backends.build_side(name))
     source = _source_model(request.source, request.graph, name)

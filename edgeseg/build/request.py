@@ -51,6 +51,19 @@ class Graph:
     fuse_argmax: bool = True  # class ids out, instead of logits
     tail: str = "auto"  # "host": upsampling + argmax in the session; "engine": in the graph; auto: host on CPUs
     exporter: str = "dynamo"  # or "torchscript" (opset 17)
+    # instance networks: proposals kept per pyramid level and in all (None: the network's, 1000), detections
+    # per frame (None: 100), and the lowest score a detection is reported with (None: 0.05)
+    proposals: int | None = None
+    detections: int | None = None
+    min_score: float | None = None
+
+    def refuse_instance_options(self) -> None:
+        """For semantic networks: the proposal and detection budget means nothing to them."""
+        said = [flag for flag, value in (("--proposals", self.proposals), ("--detections", self.detections),
+                                         ("--min-score", self.min_score)) if value is not None]
+        if said:
+            raise BadInputError(f"{', '.join(said)} apply to instance networks (Mask R-CNN), not to this semantic one",
+                                f"drop {', '.join(said)}")
 
     def host_tail(self, backend: str) -> bool:
         """Whether `backend`'s graph ends at the low-resolution logits, the session finishing on the host."""

@@ -82,7 +82,8 @@ def run_build(args: argparse.Namespace) -> int:
         precision=args.precision, backend=args.backend,
         graph=Graph(input_size=args.input_size, batch=args.batch, dynamic=args.dynamic,
                     fuse_preprocess=args.fuse_preprocess, fuse_argmax=args.fuse_argmax, tail=args.tail,
-                    exporter=args.exporter),
+                    exporter=args.exporter, proposals=args.proposals, detections=args.detections,
+                    min_score=args.min_score),
         int8=Int8(calib=args.calib, calib_size=args.calib_size, calib_method=args.calib_method or "entropy",
                   keep_float=tuple(args.keep_float or ()), val=args.val, max_miou_drop=args.max_miou_drop,
                   val_size=args.val_size, max_float_layers=args.max_float_layers, class_map=args.class_map,
@@ -164,7 +165,10 @@ def _refuse_flags_that_do_not_apply(args: argparse.Namespace, backend: str) -> N
         if given(dest) and backend not in owners:
             raise BadInputError(f"{flag} applies to {' and '.join(owners)} builds; this one is for {backend}",
                                 f"drop {flag}, or pass --backend {owners[0]}")
-    for flag, value in (("--calib-size", args.calib_size), ("--val-size", args.val_size), ("--batch", args.batch)):
+    if args.min_score is not None and not 0 <= args.min_score < 1:
+        raise BadInputError(f"--min-score {args.min_score} is outside 0..1", "pass a score such as 0.3")
+    for flag, value in (("--calib-size", args.calib_size), ("--val-size", args.val_size), ("--batch", args.batch),
+                        ("--proposals", args.proposals), ("--detections", args.detections)):
         if value is not None and value < 1:
             raise BadInputError(f"{flag} {value} must be at least 1", f"pass a positive {flag}")
     for flag, value in (("--max-float-layers", args.max_float_layers), ("--workspace", args.workspace)):
@@ -253,6 +257,12 @@ def add_commands(sub) -> None:
                                  "calibration images found in it are warned about")
     p.add_argument("--max-miou-drop", type=float, metavar="POINTS",
                    help="int8: keep the most sensitive layers in float until the mIoU drop on --val fits")
+    p.add_argument("--proposals", type=int, metavar="N", help="instance networks: proposals kept per pyramid "
+                   "level and in all (default the network's, 1000); the box head runs on each")
+    p.add_argument("--detections", type=int, metavar="N", help="instance networks: most detections per frame "
+                   "(default 100); the mask head runs on each")
+    p.add_argument("--min-score", type=float, metavar="S", help="instance networks: lowest score a detection is "
+                   "reported with, 0..1 (default 0.05)")
     p.add_argument("--max-ap-drop", type=float, metavar="POINTS",
                    help="instance engines (Mask R-CNN), any precision: the most box or mask AP points the engine may "
                         "lose against the PyTorch network on --val; an INT8 build past it keeps the feature pyramid "

@@ -177,6 +177,29 @@ def test_the_ap_budget_is_measured_recorded_and_falls_back_to_a_float_pyramid(ch
     assert not (tmp_path / "never").exists()
 
 
+@pytest.mark.slow
+def test_the_proposal_and_detection_budget_is_built_in_and_recorded(checkpoint, tmp_path):
+    result = build_engine(BuildRequest(Source(checkpoint=str(checkpoint)), backend="onnxruntime",
+                                       graph=Graph(proposals=40, detections=5, min_score=0.3),
+                                       destination=Destination(out=str(tmp_path / "small"))))
+    counts = result.manifest.extra["instances"]
+    assert (counts["proposals_per_level"], counts["proposals"], counts["detections_per_img"]) == (40, 40, 5)
+    assert counts["box_score_thresh"] == 0.3 and counts["parity"]["matched_fraction"] == 1.0
+    with load(result.path) as session:
+        found = [session.detect(_frame(i)[None])[0] for i in range(3)]
+    assert all(0 < len(f) <= 5 and f.scores.min() >= 0.3 for f in found)
+
+
+def test_the_instance_budget_flags_are_refused_for_semantic_networks(tmp_path, capsys):
+    assert main(["build", "--model", "fastscnn", "--random-weights", "--detections", "5", "--out",
+                 str(tmp_path / "e")]) == 2
+    assert "--detections apply to instance networks" in capsys.readouterr().err
+    assert main(["build", "--model", "maskrcnn", "--random-weights", "--min-score", "1.5", "--out",
+                 str(tmp_path / "e")]) == 2
+    assert "--min-score 1.5 is outside 0..1" in capsys.readouterr().err
+    assert not (tmp_path / "e").exists()
+
+
 def test_semantic_options_and_missing_inputs_are_refused_before_any_work(checkpoint, tmp_path):
     for request, match in [
         (BuildRequest(Source(checkpoint=str(checkpoint)), graph=Graph(batch=2), destination=Destination(out=str(tmp_path / "a"))), "--batch"),

@@ -55,6 +55,22 @@ def at_size(model: nn.Module, size: tuple[int, int]) -> nn.Module:
     return model
 
 
+def set_counts(model: nn.Module, proposals: int | None = None, detections: int | None = None,
+               min_score: float | None = None) -> nn.Module:
+    """The inference budget of `model`: proposals kept per pyramid level before NMS and in all after it
+    (torchvision's rpn_pre/post_nms_top_n_test; its 320 px MobileNet detector uses 150), detections per frame
+    and the lowest score reported. The box head runs on every proposal and the mask head on every
+    detection, so these set most of the time a frame takes; None keeps the network's own."""
+    if proposals is not None:
+        model.rpn._pre_nms_top_n = {**model.rpn._pre_nms_top_n, "testing": proposals}
+        model.rpn._post_nms_top_n = {**model.rpn._post_nms_top_n, "testing": proposals}
+    if detections is not None:
+        model.roi_heads.detections_per_img = detections
+    if min_score is not None:
+        model.roi_heads.score_thresh = min_score
+    return model
+
+
 def export_maskrcnn(model: nn.Module, path: str | Path, size: tuple[int, int]) -> Path:
     """Write the static graph of `model` at frame size `size` (H, W) to `path` (TorchScript exporter:
     it is the one that reads the operators' ONNX symbolics)."""
