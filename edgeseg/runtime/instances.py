@@ -101,7 +101,7 @@ def render_instances(frame: np.ndarray, instances: Instances, classes: Sequence[
         covered = instances.masks.any(axis=0)
         top = instances.masks.argmax(axis=0)  # where instances overlap, the higher-scored one shows
         blended = cv2.addWeighted(frame, 1 - alpha, colors[top], alpha, 0)
-        out[covered] = blended[covered]
+        np.copyto(out, blended, where=covered[..., None])  # no gather-scatter of the covered pixels
     for mask, color in zip(instances.masks, colors):
         contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         cv2.drawContours(out, contours, -1, tuple(int(c) for c in color), 1, cv2.LINE_AA)
