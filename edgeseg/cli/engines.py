@@ -224,7 +224,22 @@ def run_doctor(args: argparse.Namespace) -> int:
         print(f"{r['backend']:12s} {state} {r['version'] or '-':14s} {detail}")
     chosen, why = backends.resolve("auto")
     print(f"\n--backend auto picks {chosen} ({why})")
+    print(_video_io_line())
     return 0
+
+
+def _video_io_line() -> str:
+    """What `edgeseg stream` can open with the installed OpenCV (its build, not a probe of a device)."""
+    import cv2
+
+    from edgeseg.runtime.sources import opencv_video_io
+
+    found = opencv_video_io()
+    listed = ", ".join(f"{name} {'yes' if ok else 'no'}" for name, ok in found.items())
+    line = f"OpenCV {cv2.__version__} video I/O: {listed}"
+    if not found["GStreamer"]:
+        line += " (--gst needs an OpenCV built with GStreamer, e.g. Debian's or JetPack's python3-opencv)"
+    return line
 
 
 def add_commands(sub) -> None:

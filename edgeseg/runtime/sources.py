@@ -425,9 +425,24 @@ class GStreamer(LiveSource):
         return "test the pipeline with gst-launch-1.0 (ending in fakesink) and end it with appsink"
 
 
+VIDEO_BACKENDS = {"FFMPEG": "FFmpeg", "GStreamer": "GStreamer", "v4l/v4l2": "V4L2"}  # build-info key -> name
+
+
+def opencv_video_io(build_information: str | None = None) -> dict[str, bool]:
+    """Which video back-ends this OpenCV was built with (its build information's "Video I/O" section): FFmpeg
+    reads files and RTSP, GStreamer runs --gst pipelines (and RTSP through them), V4L2 opens Linux cameras.
+    Wheels from PyPI carry FFmpeg but not GStreamer; Debian's and JetPack's python3-opencv carry both."""
+    info = build_information if build_information is not None else cv2.getBuildInformation()
+    found = {name: False for name in VIDEO_BACKENDS.values()}
+    for line in info.splitlines():
+        key, sep, value = line.strip().partition(":")
+        if sep and key.strip() in VIDEO_BACKENDS:
+            found[VIDEO_BACKENDS[key.strip()]] = value.strip().upper().startswith("YES")
+    return found
+
+
 def opencv_has_gstreamer() -> bool:
-    lines = [ln for ln in cv2.getBuildInformation().splitlines() if ln.strip().startswith("GStreamer:")]
-    return bool(lines) and "YES" in lines[0]
+    return opencv_video_io()["GStreamer"]
 
 
 def open_source(*, camera: int | None = None, video: str | None = None, images: str | None = None,

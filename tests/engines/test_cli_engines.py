@@ -62,3 +62,27 @@ def test_doctor_lists_every_backend(capsys):
     assert set(rows) == {"tensorrt", "openvino", "onnxruntime", "torch"}
     assert rows["onnxruntime"]["usable"] and rows["onnxruntime"]["version"]
     assert all(r["usable"] or r["reason"] for r in rows.values())
+
+
+def test_doctor_says_which_video_back_ends_opencv_has(capsys):
+    """Read from OpenCV's own build information, whatever this machine's OpenCV was built with."""
+    import cv2
+
+    from edgeseg.runtime.sources import opencv_video_io
+
+    assert main(["doctor"]) == 0
+    line = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("OpenCV ")][0]
+    found = opencv_video_io()
+    for name, ok in found.items():
+        assert f"{name} {'yes' if ok else 'no'}" in line
+    section = cv2.getBuildInformation()
+    assert found["FFmpeg"] == ("FFMPEG:" in section and section.split("FFMPEG:")[1].split()[0] == "YES")
+
+
+def test_the_video_io_section_is_read_line_by_line():
+    from edgeseg.runtime.sources import opencv_video_io
+
+    info = ("  Video I/O:\n    FFMPEG:                      NO\n    GStreamer:                   YES (1.22.0)\n"
+            "    v4l/v4l2:                    NO\n")
+    assert opencv_video_io(info) == {"FFmpeg": False, "GStreamer": True, "V4L2": False}
+    assert opencv_video_io("") == {"FFmpeg": False, "GStreamer": False, "V4L2": False}
