@@ -212,11 +212,16 @@ def rebuild_options(options: dict[str, Any]) -> dict[str, Any]:
 
 def peek_model(path: str | os.PathLike) -> str | None:
     """The zoo name an edgeseg checkpoint holds (None for another file, e.g. a torchvision state dict):
-    what `edgeseg build` dispatches on before it builds anything."""
+    what `edgeseg build` dispatches on before it builds anything. Memory-mapped, so the weights are not
+    read twice; a file it cannot read is left to `load`, which names the problem."""
     try:
-        name = load(path).get("model")
-    except NotEdgesegCheckpoint:
+        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as exc:
+        reraise_interrupt(exc)
         return None
+    if not isinstance(payload, dict) or payload.get("format") != "edgeseg-checkpoint/1":
+        return None
+    name = payload.get("model")
     return name if isinstance(name, str) else None
 
 
