@@ -3,7 +3,7 @@ PYTHON ?= python3
 PIP := $(PYTHON) -m pip
 PIP_INSTALL := $(PIP) install --quiet --constraint constraints.txt
 
-.PHONY: demo test install install-dev check-torch
+.PHONY: demo test install install-dev check-torch system-streams
 
 # torch first, from the CPU wheel these machines carry, so no dependency can pull a CUDA build.
 install:
@@ -29,3 +29,17 @@ demo: install
 
 test: install-dev
 	$(PYTHON) -m pytest -q
+
+# What the real-network stream tests need from Debian (`.ci/run` runs it as root on a fresh machine): GStreamer's
+# RTSP server for the loopback camera servers (tools/rtsp_server.py, system Python), and Debian's OpenCV, which
+# has GStreamer (the pip wheel has not), in .venv-gst beside Debian's numpy and ONNX Runtime from PyPI: the
+# smallest vehicle image, on which the --gst tests run `edgeseg stream`.
+STREAM_DEBS := python3-opencv python3-gi python3-venv gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp \
+	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-tools
+system-streams:
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(STREAM_DEBS) >/dev/null \
+		|| (apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(STREAM_DEBS) >/dev/null)
+	/usr/bin/python3 -m venv --system-site-packages .venv-gst
+	.venv-gst/bin/pip install --quiet onnxruntime tqdm "numpy==$$(/usr/bin/python3 -c 'import numpy; print(numpy.__version__)')"
+	.venv-gst/bin/python -c "import re, cv2, onnxruntime; assert re.search(r'GStreamer:\s*YES', cv2.getBuildInformation()); print('.venv-gst: OpenCV', cv2.__version__, '(GStreamer), onnxruntime', onnxruntime.__version__)"
+

@@ -187,7 +187,7 @@ def _backend_options(args: argparse.Namespace):
 
 
 def _add_foreign_options(p: argparse.ArgumentParser) -> None:
-    from edgeseg.build.onnx_import.declare import PRESETS
+    from edgeseg.build.presets import PRESETS
 
     g = p.add_argument_group("a segmentation ONNX exported elsewhere (docs/import.md)")
     g.add_argument("--onnx", metavar="FILE", help="build this graph instead of a zoo network: its input, output and "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import signal
 import sys
 from contextlib import contextmanager
@@ -22,6 +23,22 @@ from edgeseg.errors import BadInputError, EdgesegError
 
 DEFAULT_ALPHA = 0.5
 DEFAULT_GIVE_UP_S = 60.0
+SOURCE_FLAGS = (("camera", "[NAME=]N", "V4L2/DirectShow camera index (live: latest frame only)"),
+                ("video", "[NAME=]FILE", "a video file (every frame)"),
+                ("images", "[NAME=]DIR", "a folder of frames, sorted by name (every frame)"),
+                ("rtsp", "[NAME=]URL", "an RTSP/HTTP stream (live)"),
+                ("gst", "[NAME=]PIPELINE", "a GStreamer pipeline ending in appsink (live)"))
+LIVE_FLAGS = ("camera", "rtsp", "gst")
+NAME_PREFIX = re.compile(r"([A-Za-z][A-Za-z0-9_.-]{0,31})=(.*)", re.DOTALL)
+
+
+class SourceAction(argparse.Action):
+    """Every source flag appends (flag, value) to one list, so several sources keep the command line's order."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        sources = list(getattr(namespace, self.dest, None) or [])
+        sources.append((option_string.lstrip("-"), values))
+        setattr(namespace, self.dest, sources)
 
 
 def add_commands(sub) -> None:
@@ -30,15 +47,17 @@ def add_commands(sub) -> None:
                                    "Ctrl+C or SIGTERM stops cleanly: statistics written, video finalized.")
     p.add_argument("--engine", metavar="DIR",
                    help="engine directory (edgeseg build); default: the newest under engines/, named on the first line")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--camera", type=int, metavar="N", help="V4L2/DirectShow camera index (live: latest frame only)")
-    src.add_argument("--video", metavar="FILE", help="a video file (every frame)")
-    src.add_argument("--images", metavar="DIR", help="a folder of frames, sorted by name (every frame)")
-    src.add_argument("--rtsp", metavar="URL", help="an RTSP/HTTP stream (live)")
-    src.add_argument("--gst", metavar="PIPELINE", help="a GStreamer pipeline ending in appsink (live)")
+    src = p.add_argument_group("sources (one or several, in any mix; NAME=VALUE names a source: front=0)")
+    for flag, metavar, words in SOURCE_FLAGS:
+        src.add_argument(f"--{flag}", metavar=metavar, action=SourceAction, dest="sources", help=words)
     p.add_argument("--loop", action="store_true", help="--video only: start over at the end until stopped (soak)")
-    p.add_argument("--show", action="store_true", help="show the picture in a window (q or Esc stops)")
-    p.add_argument("--output", metavar="PATH", help="FILE.mp4 / FILE.avi, or a folder for PNG frames")
+    p.add_argument("--show", action="store_true",
+                   help="show the picture in a window, several sources as a grid (q or Esc stops)")
+    p.add_argument("--output", metavar="PATH",
+                   help="FILE.mp4 / FILE.avi, or a folder for PNG frames; several sources: one each, named by "
+                        "{source} in PATH (runs/{source}.mp4) or after PATH (out.mp4 -> out-front.mp4)")
+    p.add_argument("--batch", type=int, metavar="N",
+                   help="frames per engine call for a --dynamic engine (default: one per source)")
     p.add_argument("--force", action="store_true", help="replace an existing --output / --stats")
     p.add_argument("--view", choices=("overlay", "mask", "side"), default="overlay")
     p.add_argument("--alpha", type=float, help=f"--view overlay: colour mask weight, 0..1 (default {DEFAULT_ALPHA})")
@@ -80,15 +99,14 @@ def run_stream(args: argparse.Namespace) -> int:
         args.engine = str(default_engine())
     _check_engine_kind(args)
     cv2.setNumThreads(args.cv_threads)
-    source = _source(args)
-    sinks = _sinks(args)
-    _check_destinations(args, source, sinks)
+    feeds = _feeds(args)
+    _check_destinations(args, feeds)
     config = _config(args)
     pipeline, error = None, None
     try:
         with load(args.engine, LoadOptions(threads=args.threads, device=args.device, spin=args.spin)) as session:
-            _print_start(args, session, source, sinks, args.threads)
-            pipeline = Pipeline(source, session, sinks, config)
+            pipeline = Pipeline(feeds, session, config=config)
+            _print_start(args, session, pipeline)
             with _stop_on_signals(pipeline):
                 pipeline.run()
     except OSError as exc:  # the last resort: an environment fault is an error message, never a traceback
@@ -100,7 +118,7 @@ def run_stream(args: argparse.Namespace) -> int:
         error = exc
         raise
     finally:
-        _finish(args, pipeline, source, config, error)
+        _finish(args, pipeline, feeds, config, error)
     return 0
 
 
@@ -108,11 +126,16 @@ def run_stream(args: argparse.Namespace) -> int:
 def check_options(args: argparse.Namespace) -> None:
     """Refuse numbers that would run nothing (--max-frames -1 used to exit 0 at once) or something else than
     asked (--alpha 7), and options the chosen source or view would silently ignore, naming the flag."""
-    live = args.camera is not None or args.rtsp is not None or args.gst is not None
-    if args.give_up is not None and not live:
+    args.sources = parse_sources(args.sources)
+    flags = [flag for _, flag, _ in args.sources]
+    if args.give_up is not None and not set(flags) & set(LIVE_FLAGS):
         raise BadInputError("--give-up applies to live sources (--camera, --rtsp, --gst), not to "
-                            f"{'--video' if args.video is not None else '--images'}",
+                            f"{' and '.join(sorted({'--' + f for f in flags}))}",
                             "drop --give-up: a file source ends at its last frame")
+    if args.loop and "video" not in flags:
+        raise BadInputError(f"--loop applies to --video only, not to --{flags[0]}",
+                            "drop --loop (a camera or stream has no end to start over from)")
+    _need(args.batch is None or args.batch >= 1, "--batch", args.batch, "1 or more")
     if args.alpha is not None and args.view != "overlay":
         raise BadInputError(f"--alpha applies to --view overlay only, not to --view {args.view}",
                             "drop --alpha, or pass --view overlay")
@@ -125,7 +148,6 @@ def check_options(args: argparse.Namespace) -> None:
     _need(args.engine_fps >= 0, "--engine-fps", args.engine_fps, "0 (skip) or more")
     _need(args.threads >= 0, "--threads", args.threads, "0 (the library's choice) or more")
     _need(args.cv_threads >= 0, "--cv-threads", args.cv_threads, "0 or more")
-    _need(args.camera is None or args.camera >= 0, "--camera", args.camera, "a device index, 0 or more")
     threshold = args.score_threshold
     _need(threshold is None or (math.isfinite(threshold) and 0 <= threshold <= 1), "--score-threshold", threshold,
           "a score between 0 and 1")
@@ -157,36 +179,73 @@ def _check_engine_kind(args: argparse.Namespace) -> None:
                             "drop --score-threshold, or pass an instance engine (built from a Mask R-CNN)")
 
 
-def _source(args: argparse.Namespace):
+def parse_sources(given: list[tuple[str, str]] | None) -> list[tuple[str | None, str, object]]:
+    """(flag, text) pairs -> (name or None, flag, value): NAME=VALUE names a source (a video file whose own name
+    holds '=' is taken whole when it exists); camera indexes become ints. Empty values are refused by flag."""
+    if not given:
+        raise BadInputError("no source was given",
+                            "pass one or more of --camera N, --video FILE, --images DIR, --rtsp URL, --gst PIPELINE")
+    sources = []
+    for flag, text in given:
+        name, value = None, text
+        match = NAME_PREFIX.match(text)
+        if match and not (flag in ("video", "images") and Path(text).exists()):
+            name, value = match.group(1), match.group(2)
+        if not value.strip():
+            raise BadInputError(f"--{flag} is empty", f"pass --{flag} with a value")
+        if flag == "camera":
+            if not value.strip().isdigit():
+                raise BadInputError(f"--camera {value!r} is out of range: it must be a device index, 0 or more",
+                                    "pass the camera's index, 0 or above (0 for /dev/video0)")
+            value = int(value)
+        sources.append((name, flag, value))
+    return sources
+
+
+def _feeds(args: argparse.Namespace) -> list:
+    """A Feed per source, each with its own output (when --output is given) and the window shared as a grid."""
+    from edgeseg.runtime.feeds import Feed, check_feed_names, output_for
+    from edgeseg.runtime.pipeline import default_names
+    from edgeseg.runtime.sinks import WindowSink, output_sink
     from edgeseg.runtime.sources import Reconnect, open_source
 
-    return open_source(camera=args.camera, video=args.video, images=args.images, rtsp=args.rtsp, gst=args.gst,
-                       reconnect=Reconnect(give_up_s=args.give_up, stall_s=min(5.0, args.give_up)), loop=args.loop)
+    timeout = min(5.0, args.give_up)
+    reconnect = Reconnect(give_up_s=args.give_up, stall_s=timeout)
+    sources = [open_source(**{flag: value}, reconnect=reconnect, loop=args.loop and flag == "video",
+                           decode_threads=args.cv_threads or None, timeout_s=timeout)
+               for _, flag, value in args.sources]
+    names = [name or default for (name, _, _), default in zip(args.sources, default_names(sources))]
+    check_feed_names(names)
+    window = WindowSink() if args.show else None
+    feeds = []
+    for source, name in zip(sources, names):
+        sinks = [output_sink(output_for(args.output, name, len(sources) > 1), overwrite=args.force)] \
+            if args.output else []
+        feeds.append(Feed(source, sinks + ([window] if window else []), name))
+    return feeds
 
 
-def _sinks(args: argparse.Namespace) -> list:
-    from edgeseg.runtime.sinks import WindowSink, output_sink
-
-    sinks = [output_sink(args.output, overwrite=args.force)] if args.output else []
-    if args.show:
-        sinks.append(WindowSink())
-    return sinks
-
-
-def _check_destinations(args: argparse.Namespace, source, sinks: list) -> None:
-    """--stats and --output: writable, not each other, and never one of the files the stream reads (the source,
-    the engine), whatever --force says."""
+def _check_destinations(args: argparse.Namespace, feeds: list) -> None:
+    """--stats and every --output: writable, not each other, and never one of the files the stream reads (the
+    sources, the engine), whatever --force says."""
     from edgeseg.runtime.destinations import check_file_destination, refuse_overwriting_inputs, same_path
+    from edgeseg.runtime.sinks import Sink
 
     engine = Path(args.engine)
-    inputs = [*source.inputs(), engine, *(engine.rglob("*") if engine.is_dir() else ())]
-    for sink in sinks:
+    inputs = [*(p for f in feeds for p in f.source.inputs()), engine, *(engine.rglob("*") if engine.is_dir() else ())]
+    outputs = [sink for f in feeds for sink in f.sinks if isinstance(sink, Sink) and sink.destination() is not None]
+    for sink in outputs:
         refuse_overwriting_inputs(sink, inputs, "--output")
+    paths = [sink.destination() for sink in outputs]
+    clash = next((p for i, p in enumerate(paths) if any(same_path(p, q) for q in paths[:i])), None)
+    if clash is not None:
+        raise BadInputError(f"two sources would write to {clash}",
+                            "put {source} in --output (runs/{source}.mp4) so that each source has its own file")
     if args.stats:
         stats = Path(args.stats)
         check_file_destination(stats, args.force, "--stats")
         refuse_overwriting_inputs(stats, inputs, "--stats")
-        if args.output and same_path(stats, Path(args.output)):
+        if any(same_path(stats, p) for p in paths):
             raise BadInputError(f"--stats and --output are the same path ({args.stats})",
                                 "write the statistics to a .json file of their own")
 
@@ -196,26 +255,34 @@ def _config(args: argparse.Namespace):
 
     return PipelineConfig(view=args.view, alpha=args.alpha, legend=args.legend, hud=args.hud,
                           max_frames=args.max_frames, report_every_s=args.report_every,
-                          engine_fps_iterations=args.engine_fps, score_threshold=args.score_threshold)
+                          engine_fps_iterations=args.engine_fps, score_threshold=args.score_threshold,
+                          batch=args.batch)
 
 
-def _print_start(args, session, source, sinks, threads: int) -> None:
+def _print_start(args, session, pipeline) -> None:
     from cv2 import getNumThreads as cv2_threads
 
     d = session.describe()
     weights = "  [RANDOM WEIGHTS: speed only]" if d.get("random_weights") else ""
-    where = ", ".join(s.describe() for s in sinks) or "headless"
+    shown = ""
     if getattr(session, "detects_instances", False):
         from edgeseg.runtime.instance_render import score_threshold_for
 
-        where += f" (objects scoring >= {score_threshold_for(session, args.score_threshold):g})"
-    print(f"streaming {source.kind} {source.name} through {args.engine} ({d['backend']} {d['precision_as_run']}, "
-          f"input {session.manifest.input.size[0]}x{session.manifest.input.size[1]}, {threads or 'default'} engine threads, "
-          f"{cv2_threads()} OpenCV threads) -> {where}{weights}", flush=True)
+        shown = f" (objects scoring >= {score_threshold_for(session, args.score_threshold):g})"
+    feeds = pipeline.feeds
+    what = (f"{feeds[0].source.kind} {feeds[0].source.name}" if len(feeds) == 1
+            else f"{len(feeds)} sources ({', '.join(f'{f.name}: {f.source.kind} {f.source.name}' for f in feeds)})")
+    where = "; ".join(f"{f.name} -> " + (", ".join(s.describe() for s in f.sinks)) for f in feeds) \
+        if len(feeds) > 1 else ", ".join(s.describe() for s in feeds[0].sinks)
+    batch = f", batch {pipeline.batch}" if pipeline.batch > 1 else ""
+    print(f"streaming {what} through {args.engine} ({d['backend']} {d['precision_as_run']}, "
+          f"input {session.manifest.input.size[0]}x{session.manifest.input.size[1]}{batch}, "
+          f"{args.threads or 'default'} engine threads, {cv2_threads()} OpenCV threads) -> {where}{shown}{weights}",
+          flush=True)
 
 
 # -- every ending -----------------------------------------------------------------------------------------
-def _finish(args: argparse.Namespace, pipeline, source, config, error: BaseException | None) -> None:
+def _finish(args: argparse.Namespace, pipeline, feeds: list, config, error: BaseException | None) -> None:
     """Print and write the statistics, whatever ended the stream (they are most wanted after a failure). A stats
     file that cannot be written is the run's error, or, after another error, reported beside it."""
     from edgeseg.runtime.stats import stats_without_stream
@@ -224,7 +291,9 @@ def _finish(args: argparse.Namespace, pipeline, source, config, error: BaseExcep
     if stats is None:  # the engine did not load, or the pipeline could not be made
         settings = {"view": config.view, "alpha": config.alpha, "max_frames": config.max_frames,
                     "score_threshold": config.score_threshold, "sinks": []}
-        stats = stats_without_stream(source.describe(), {"path": args.engine}, settings, error)
+        source = feeds[0].source.describe() if len(feeds) == 1 else {
+            "kind": "several", "names": [f.name for f in feeds], "live": any(f.source.live for f in feeds)}
+        stats = stats_without_stream(source, {"path": args.engine}, settings, error)
     print(stats.summary(), flush=True)
     if not args.stats:
         return

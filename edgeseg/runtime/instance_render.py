@@ -112,3 +112,12 @@ class InstanceTally:
         return {"score_threshold": self.threshold, "frames": self.frames, "shown": self.shown,
                 "mean_per_frame": self.shown / self.frames if self.frames else None, "max_per_frame": self.most,
                 "by_class": by_class}
+
+    @classmethod
+    def merged(cls, tallies: Sequence["InstanceTally"]) -> dict[str, Any]:
+        """Several sources' tallies as one summary (the stream's totals)."""
+        total = cls(tallies[0].threshold, tallies[0].classes)
+        for t in tallies:
+            total.frames, total.shown, total.most = total.frames + t.frames, total.shown + t.shown, max(total.most, t.most)
+            total.by_class += t.by_class
+        return total.summary()

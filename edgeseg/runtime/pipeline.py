@@ -9,23 +9,26 @@
         stats = Pipeline(VideoFile("drive.mp4"), session, [VideoSink("out.mp4")], PipelineConfig(view="side")).run()
     print(stats.summary())
 
+Several sources share one engine: pass `[Feed(source, sinks, name), ...]` instead of one source. Each
+source has its own capture thread, reconnect policy, drop counting, sinks and statistics; the engine
+takes the frames that are ready, a batch per call where the engine takes one (`--batch N` or
+`--dynamic` at build time). A source that dies ends its own feed; the others stream on.
+
 Why threads: OpenCV's decode/resize/encode and the inference libraries release the GIL, so while the
 engine runs on frame k the capture thread decodes k+1 and the render thread draws k-1; the stream runs at
 the speed of its slowest stage (the engine) instead of the sum of all stages.
 
-Stages talk through bounded queues (a file source waits for the engine: every frame is processed) or,
-for live sources, one-frame slots where a new frame replaces an unread one (stale frames are dropped and
-counted: a driver wants the newest frame, not a queue of old ones). Stopping (`stop()`, a signal, the
-window's q key, --max-frames, the end of a file, an error in any stage) ends capture; the frames already
-in flight are drained through every stage and the sinks are closed, so an output video is always finalized.
-`run()` sets `stats` on every ending, a source that never opened included, so the statistics (with the
-error) can always be written.
+File sources wait for the engine (every frame is processed); live sources keep only their newest frame
+(stale frames are dropped and counted: a driver wants the newest frame, not a queue of old ones).
+Stopping (`stop()`, a signal, the window's q key, --max-frames, the end of a file, an error in any stage)
+ends capture; the frames already in flight are drained through every stage and the sinks are closed, so
+an output video is always finalized. `run()` sets `stats` on every ending, a source that never opened
+included, so the statistics (with the error) can always be written.
 """
 
 from __future__ import annotations
 
 import collections
-import numbers
 import queue
 import sys
 import threading
@@ -37,135 +40,88 @@ import numpy as np
 
 from edgeseg.errors import BadInputError
 from edgeseg.runtime.destinations import refuse_overwriting_inputs
+from edgeseg.runtime.engine_only import engine_only, time_infer
+from edgeseg.runtime.feeds import END, Feed, FeedState, Mailboxes, check_feed_names
 from edgeseg.runtime.frames import resize_to_input
-from edgeseg.runtime.instance_render import InstanceTally, check_score_threshold, renderer_for, score_threshold_for
+from edgeseg.runtime.instance_render import InstanceTally, renderer_for, score_threshold_for
+from edgeseg.runtime.pipeline_config import PipelineConfig
 from edgeseg.runtime.sinks import NullSink, Result, Sink
 from edgeseg.runtime.sources import Source
-from edgeseg.runtime.stats import EngineOnly, StatsRecorder, StreamStats, error_text
-from edgeseg.runtime.visualize import VIEWS
+from edgeseg.runtime.stats import StatsRecorder, StreamStats, error_text
 
-END = None  # the end-of-stream marker every stage forwards after its last frame
+__all__ = ["Feed", "Pipeline", "PipelineConfig"]
+
 STUCK_READ_S = 3.0  # after a stop, how long a live source's read() may block before the stream ends without it
-
-
-@dataclass(frozen=True)
-class PipelineConfig:
-    view: str = "overlay"  # overlay | mask | side
-    alpha: float = 0.5  # weight of the colour mask in the overlay
-    legend: bool = True
-    hud: bool = True  # FPS and latency drawn on the picture
-    max_frames: int | None = None  # stop after this many processed frames
-    queue_size: int = 1  # frames between two stages of a file source: 1 overlaps them (2: no faster, +40% latency)
-    report_every_s: float = 5.0  # console line interval; 0: quiet
-    engine_fps_iterations: int = 0  # > 0: time that many session.infer calls alone before and after the stream
-    keep_inputs: int = 8  # frames read ahead (and later the most recent engine inputs kept) for that timing
-    score_threshold: float | None = None  # instance engines: objects shown from this score (None: 0.5)
-
-    def __post_init__(self) -> None:
-        """Refuse values that would run nothing or something else than asked (max_frames=-1 used to stop at
-        once with success, alpha=7 to paint past white) where the config is made, for the CLI and the API alike."""
-        if self.view not in VIEWS:
-            raise BadInputError(f"view '{self.view}' is not one of {', '.join(VIEWS)}",
-                                f"pass one of {', '.join(VIEWS)}")
-        if not 0.0 <= _number(self.alpha) <= 1.0:  # NaN fails too
-            raise BadInputError(f"alpha {self.alpha!r} is out of range", "pass a mask weight between 0 and 1")
-        _need_int("max_frames", self.max_frames, 1, allow_none=True)
-        _need_int("queue_size", self.queue_size, 1)
-        _need_int("engine_fps_iterations", self.engine_fps_iterations, 0)
-        _need_int("keep_inputs", self.keep_inputs, 1)
-        check_score_threshold(self.score_threshold)
-        if not _number(self.report_every_s) >= 0:
-            raise BadInputError(f"report_every_s {self.report_every_s!r} is negative or not a number",
-                                "pass 0 (quiet) or a positive interval in seconds")
-
-
-def _number(value: object) -> float:
-    """A setting as a float (numpy scalars included); NaN for anything else, which every range check refuses."""
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return float("nan")
-
-
-def _need_int(name: str, value: object, lowest: int, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < lowest:
-        raise BadInputError(f"PipelineConfig.{name} is {value!r}: it must be a whole number of at least {lowest}",
-                            f"pass {name}={lowest} or more" + (" (or None: no limit)" if allow_none else ""))
 
 
 @dataclass
 class Packet:
     """A frame on its way through the stages; each stage fills its field and drops what is no longer needed."""
 
+    feed: FeedState
     index: int
     frame: np.ndarray
     t_capture: float
-    input: np.ndarray | None = None
     labels: np.ndarray | None = None
     instances: Any = None  # an instance engine's Instances above the threshold, at the frame's size
     picture: np.ndarray | None = None
 
 
-class LatestSlot:
-    """A one-frame mailbox for live sources: `put` replaces an unread frame and calls `on_drop`.
+@dataclass
+class Batch:
+    """The packets of one engine call; `inputs` holds their engine-size frames (padded to a fixed batch)."""
 
-    `get` blocks until a frame or the end; the end is delivered only after the last frame, so a stream
-    that ends still processes what it captured (captured == processed + dropped, exactly).
-    """
+    packets: list[Packet]
+    inputs: np.ndarray | None = None
 
-    def __init__(self, on_drop: Callable[[], None]) -> None:
-        self._cond = threading.Condition()
-        self._item: Any = END
-        self._closed = False
-        self._on_drop = on_drop
 
-    def put(self, item: Any) -> None:
-        with self._cond:
-            if item is END:
-                self._closed = True
-            else:
-                if self._item is not END:
-                    self._on_drop()
-                self._item = item
-            self._cond.notify()
-
-    def get(self) -> Any:
-        with self._cond:
-            while self._item is END and not self._closed:
-                self._cond.wait()
-            item, self._item = self._item, END
-            return item
+def default_names(sources: Sequence[Source]) -> list[str]:
+    """kind + running number per kind: video0, rtsp0, rtsp1, camera0."""
+    seen: collections.Counter = collections.Counter()
+    names = []
+    for source in sources:
+        names.append(f"{source.kind}{seen[source.kind]}")
+        seen[source.kind] += 1
+    return names
 
 
 class Pipeline:
-    """One source, one Session, any number of sinks. `run()` blocks until the stream ends, returns StreamStats
-    and raises the first error a stage hit (after draining and closing, with `self.stats` set)."""
+    """Sources, one Session, sinks. `run()` blocks until the stream ends, returns StreamStats and raises the first
+    error (an engine or sink error, or a source that gave up) after draining and closing, with `self.stats` set."""
 
-    def __init__(self, source: Source, session, sinks: Sequence[Sink] = (), config: PipelineConfig = PipelineConfig(),
-                 log: Callable[[str], None] | None = None) -> None:
-        batch = session.manifest.input.shape[0]
-        if batch not in (1, None):
-            raise BadInputError(f"the engine takes batches of {batch}; a stream sends one frame at a time",
-                                "build the engine for streaming with --batch 1 (the default) or --dynamic")
-        self.source, self.session, self.config = source, session, config
-        self.sinks = list(sinks) or [NullSink()]
-        for sink in self.sinks:  # before anything is opened: a --force'd output must not destroy the input
-            if isinstance(sink, Sink):
-                refuse_overwriting_inputs(sink, getattr(source, "inputs", list)(), "the output")
+    def __init__(self, source: Source | Sequence[Feed], session, sinks: Sequence[Sink] = (),
+                 config: PipelineConfig = PipelineConfig(), log: Callable[[str], None] | None = None) -> None:
+        feeds = [Feed(source, sinks)] if isinstance(source, Source) else list(source)
+        if not isinstance(source, Source) and sinks:
+            raise BadInputError("sinks were passed beside a list of feeds", "give each Feed its own sinks")
+        if not feeds or not all(isinstance(f, Feed) for f in feeds):
+            raise BadInputError("Pipeline needs a Source or a list of Feed(source, sinks, name)",
+                                "pass at least one source")
+        names = [f.name or d for f, d in zip(feeds, default_names([f.source for f in feeds]))]
+        check_feed_names(names)
+        self.session, self.config = session, config
+        self.batch, self._pad = _batch_size(session, config, len(feeds))
         self.size = session.manifest.input.size
         self.stop_event = threading.Event()
-        self.recorder = StatsRecorder()
+        self.recorder = StatsRecorder()  # every feed's frames together, and the shared stages' times
         self.threshold = score_threshold_for(session, config.score_threshold)  # None: a semantic engine
         self.renderer = renderer_for(session, config.view, config.alpha, config.legend, self.threshold)
-        self.tally = None if self.threshold is None else InstanceTally(self.threshold, session.manifest.classes)
+        self.feeds = [FeedState(i, name, f.source, list(f.sinks) or [NullSink()]) for i, (f, name)
+                      in enumerate(zip(feeds, names))]
+        all_inputs = [path for f in self.feeds for path in getattr(f.source, "inputs", list)()]
+        for feed in self.feeds:
+            if self.threshold is not None:
+                feed.tally = InstanceTally(self.threshold, session.manifest.classes)
+            for sink in feed.sinks:  # before anything is opened: a --force'd output must not destroy an input
+                if isinstance(sink, Sink):
+                    refuse_overwriting_inputs(sink, all_inputs, "the output")
+        self.source = self.feeds[0].source  # the first (or only) source, for callers of the one-source API
         self.stats: StreamStats | None = None
         self._log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
-        self._stopped_by = "end"
+        self._stopped_by = None  # set by stop(): a reason for the whole stream
         self._error: BaseException | None = None
         self._kept: collections.deque = collections.deque(maxlen=max(1, config.keep_inputs))
-        self._primed: list[np.ndarray] = []  # frames read before the threads start (engine-only timing)
+        self._primed: dict[int, list[np.ndarray]] = {}  # frames read before the threads start (engine-only timing)
         self._before: np.ndarray | None = None  # seconds per session.infer call, timed before the stream
 
     # -- control ------------------------------------------------------------------------------------------
@@ -174,6 +130,8 @@ class Pipeline:
         if not self.stop_event.is_set():
             self._stopped_by = reason
             self.stop_event.set()
+            for feed in self.feeds:
+                feed.stop(reason)
 
     def _fail(self, exc: BaseException) -> None:
         """Keep the first error; the stream then ends as stopped by "error", whatever else asked it to stop."""
@@ -182,87 +140,110 @@ class Pipeline:
             self._stopped_by = "error"
         self.stop("error")
 
-    # -- stages -------------------------------------------------------------------------------------------
-    def _link(self):
-        if self.source.live:
-            return LatestSlot(lambda: self.recorder.count("dropped"))
-        return queue.Queue(maxsize=self.config.queue_size)
+    def _feed_failed(self, feed: FeedState, exc: BaseException) -> None:
+        """A source's own error ends its feed only; with one source, that is the stream's error."""
+        if len(self.feeds) == 1:
+            feed.fail(exc)
+            self._fail(exc)
+            return
+        feed.fail(exc)
+        self._log(f"edgeseg: source {feed.name} ended with an error ({error_text(exc)}); the others stream on")
 
-    def _capture(self, out) -> None:
+    def _count(self, feed: FeedState, name: str, n: int = 1) -> None:
+        feed.recorder.count(name, n)
+        self.recorder.count(name, n)
+
+    # -- stages -------------------------------------------------------------------------------------------
+    def _capture(self, feed: FeedState, out: Mailboxes) -> None:
         """Read until the end, a stop or --max-frames (files: exactly that many frames are read)."""
-        ring, limit, index = self.recorder.rings["capture"], self.config.max_frames, 0
+        ring, limit, source = feed.recorder.rings["capture"], self.config.max_frames, feed.source
+        primed = self._primed.get(feed.index, [])
         try:
-            while not self.stop_event.is_set():
-                if limit and not self.source.live and index >= limit:
-                    self.stop("max-frames")
+            while not feed.stop_event.is_set():
+                if limit and not source.live and feed.frames_read >= limit:
+                    feed.stop("max-frames")
                     break
                 t0 = time.perf_counter()
-                frame = self._primed.pop(0) if self._primed else self.source.read()
+                frame = primed.pop(0) if primed else source.read()
                 if frame is None:
                     break
                 t = time.perf_counter()
                 ring.add(t - t0)
-                self.recorder.count("captured")
-                out.put(Packet(index, frame, t))
-                index += 1
+                self.recorder.rings["capture"].add(t - t0)
+                self._count(feed, "captured")
+                out.put(feed.index, Packet(feed, feed.frames_read, frame, t))
+                feed.frames_read += 1
         except BaseException as exc:  # noqa: BLE001 - handed to run(), which re-raises it
-            self._fail(exc)
+            self._feed_failed(feed, exc)
         finally:
-            out.put(END)
+            out.close(feed.index)
 
-    def _preprocess(self, p: Packet) -> Packet:
-        p.input = resize_to_input(p.frame, self.size)
-        return p
+    def _preprocess(self, packets: list[Packet]) -> Batch:
+        inputs = [resize_to_input(p.frame, self.size) for p in packets]
+        if self._pad and len(inputs) < self.batch:  # a fixed-batch engine: the rest of the batch repeats a frame
+            inputs += [inputs[-1]] * (self.batch - len(inputs))
+        return Batch(packets, inputs[0][None] if len(inputs) == 1 else np.stack(inputs))
 
-    def _infer(self, p: Packet) -> Packet:
-        if self.tally is None:
-            p.labels = self.session.infer(p.input[None])[0]
+    def _infer(self, batch: Batch) -> Batch:
+        if self.threshold is None:
+            labels = self.session.infer(batch.inputs)
+            for p, lab in zip(batch.packets, labels):
+                p.labels = lab
         else:  # masks pasted once, at the size they are shown at
-            p.instances = self.session.detect(p.input[None], p.frame.shape[:2])[0].above(self.threshold)
-        self._kept.append(p.input)
-        p.input = None
-        return p
+            for i, p in enumerate(batch.packets):
+                found = self.session.detect(batch.inputs[i:i + 1], p.frame.shape[:2])[0]
+                p.instances = found.above(self.threshold)
+        self._kept.append(batch.inputs)
+        batch.inputs = None
+        return batch
 
-    def _render(self, p: Packet) -> Packet:
-        lines = self._hud_lines() if self.config.hud else ()
-        p.picture = self.renderer.render(p.frame, p.labels if self.tally is None else p.instances, lines)
-        return p
+    def _render(self, batch: Batch) -> Batch:
+        for p in batch.packets:
+            lines = self._hud_lines(p.feed) if self.config.hud else ()
+            p.picture = self.renderer.render(p.frame, p.labels if self.threshold is None else p.instances, lines)
+        return batch
 
-    def _hud_lines(self) -> list[str]:
-        r = self.recorder
-        return [f"{r.fps():5.1f} FPS  infer {r.rings['infer'].last() * 1e3:4.0f} ms  e2e {r.e2e.last() * 1e3:4.0f} ms",
-                f"dropped {r.counts['dropped']}  corrupt {self.source.corrupt}"]
+    def _hud_lines(self, feed: FeedState) -> list[str]:
+        r = feed.recorder
+        name = f"{feed.name}  " if len(self.feeds) > 1 else ""
+        return [f"{name}{r.fps():5.1f} FPS  infer {self.recorder.rings['infer'].last() * 1e3:4.0f} ms  "
+                f"e2e {r.e2e.last() * 1e3:4.0f} ms",
+                f"dropped {r.counts['dropped']}  corrupt {feed.source.corrupt}"]
 
-    def _sink(self, p: Packet) -> None:
+    def _sink(self, batch: Batch) -> None:
         limit = self.config.max_frames
-        if limit and self.recorder.counts["processed"] >= limit:  # a live source's frames in flight at the limit
-            self.recorder.count("dropped")
-            return None
-        result = Result(p.index, p.frame, p.labels, p.picture, p.t_capture, p.instances)
-        keep_going = all([sink.write(result) for sink in self.sinks])
-        self.recorder.done(p.t_capture)
-        if self.tally is not None:
-            self.tally.add(p.instances)
-        if not keep_going:
-            self.stop("window")
-        if limit and self.recorder.counts["processed"] >= limit:
-            self.stop("max-frames")
+        for p in batch.packets:
+            feed = p.feed
+            if limit and feed.recorder.counts["processed"] >= limit:  # a live source's frames in flight at the limit
+                self._count(feed, "dropped")
+                continue
+            result = Result(p.index, p.frame, p.labels, p.picture, p.t_capture, p.instances, feed.name)
+            keep_going = all([sink.write(result) for sink in feed.sinks])
+            feed.recorder.done(p.t_capture)
+            self.recorder.done(p.t_capture)
+            if feed.tally is not None:
+                feed.tally.add(p.instances)
+            if not keep_going:
+                self.stop("window")
+            if limit and feed.recorder.counts["processed"] >= limit:
+                feed.stop("max-frames")
         return None
 
-    def _stage(self, name: str, fn: Callable[[Packet], Packet | None], inq, outq) -> None:
-        """Run `fn` on every packet until the end marker. After its own error a stage drains its input
+    def _stage(self, name: str, fn: Callable[[Any], Any], inq, outq) -> None:
+        """Run `fn` on every batch until the end marker. After its own error a stage drains its input
         (counting drops) so that no other stage blocks; the stages after it finish what they already have."""
         ring, failed = self.recorder.rings[name], False
-        while (p := inq.get()) is not END:
+        while (item := inq.get()) is not END:
+            packets = item if isinstance(item, list) else item.packets
             if failed:
-                self.recorder.count("dropped")
+                self._drop(packets)
                 continue
             t0 = time.perf_counter()
             try:
-                out = fn(p)
+                out = fn(item)
             except BaseException as exc:  # noqa: BLE001 - handed to run(), which re-raises it
                 self._fail(exc)
-                self.recorder.count("dropped")
+                self._drop(packets)
                 failed = True
                 continue
             ring.add(time.perf_counter() - t0)
@@ -271,17 +252,19 @@ class Pipeline:
         if outq is not None:
             outq.put(END)
 
+    def _drop(self, packets: list[Packet]) -> None:
+        for p in packets:
+            self._count(p.feed, "dropped")
+
     # -- run ----------------------------------------------------------------------------------------------
     def run(self) -> StreamStats:
         """Stream until the end; Ctrl+C (KeyboardInterrupt) in the calling thread stops cleanly too.
-        `self.stats` is set on every ending, an error in opening the source included, before it is raised."""
-        if hasattr(self.source, "stop_event"):
-            self.source.stop_event = self.stop_event  # a backoff wait ends at once when the stream is stopped
+        `self.stats` is set on every ending, an error in opening a source included, before it is raised."""
+        for feed in self.feeds:
+            if hasattr(feed.source, "stop_event"):
+                feed.source.stop_event = feed.stop_event  # a backoff wait ends at once when the feed is stopped
         try:
-            self.source.open()
-            for sink in self.sinks:
-                if getattr(sink, "fps", 0) is None:
-                    sink.fps = self.source.fps_hint
+            self._open_sources()
             if self.config.engine_fps_iterations:
                 self._time_engine_before()
             self._join(self._start())
@@ -292,109 +275,176 @@ class Pipeline:
         finally:
             self._close()
             self.stats = self._freeze()
-        if self._error is not None:
-            raise self._error
+        error = self._error or next((f.error for f in self.feeds if f.error is not None), None)
+        if error is not None:
+            raise error
         return self.stats
 
+    def _open_sources(self) -> None:
+        """Open every source; with several, one that cannot be opened (and gives up) ends its own feed only."""
+        for feed in self.feeds:
+            try:
+                feed.source.open()
+            except BaseException as exc:
+                if len(self.feeds) == 1 or isinstance(exc, KeyboardInterrupt):
+                    raise
+                self._feed_failed(feed, exc)
+                continue
+            for sink in feed.sinks:
+                if getattr(sink, "fps", 0) is None:
+                    sink.fps = feed.source.fps_hint
+        if all(f.error is not None for f in self.feeds):
+            raise self.feeds[0].error
+
     def _start(self) -> list[threading.Thread]:
-        links = [self._link(), self._link(), queue.Queue(self.config.queue_size), queue.Queue(self.config.queue_size)]
-        self._links = links
+        size = self.config.queue_size
+        self._mailboxes = Mailboxes([f.source.live for f in self.feeds], size, self.batch,
+                                    lambda i: self._count(self.feeds[i], "dropped"))
+        for feed in self.feeds:  # a feed that failed to open has ended already
+            if feed.error is not None:
+                self._mailboxes.close(feed.index)
+        links = [self._mailboxes, queue.Queue(size), queue.Queue(size), queue.Queue(size)]
         stages = [("preprocess", self._preprocess), ("infer", self._infer), ("render", self._render),
                   ("sink", self._sink)]
-        threads = [threading.Thread(target=self._capture, args=(links[0],), name="edgeseg-capture", daemon=True)]
-        for i, (name, fn) in enumerate(stages):
-            outq = links[i + 1] if i + 1 < len(links) else None
-            threads.append(threading.Thread(target=self._stage, args=(name, fn, links[i], outq),
-                                            name=f"edgeseg-{name}", daemon=True))
-        for t in threads:
+        captures = [threading.Thread(target=self._capture, args=(f, self._mailboxes), daemon=True,
+                                     name=f"edgeseg-capture-{f.name}") for f in self.feeds if f.error is None]
+        threads = [threading.Thread(target=self._stage, args=(name, fn, links[i], links[i + 1] if i < 3 else None),
+                                    name=f"edgeseg-{name}", daemon=True) for i, (name, fn) in enumerate(stages)]
+        self._capture_threads = {f.index: t for f, t in zip([f for f in self.feeds if f.error is None], captures)}
+        for t in captures + threads:
             t.start()
-        return threads
+        return captures + threads
 
     def _join(self, threads: list[threading.Thread]) -> None:
         """Wait in short slices so signal handlers run in this (main) thread, printing the console line."""
         every = self.config.report_every_s
         next_report = time.perf_counter() + every
-        stopped_at = None
+        stopped_at: dict[int, float] = {}
         while alive := [t for t in threads if t.is_alive()]:
             try:
                 alive[-1].join(0.2)
                 if every and time.perf_counter() >= next_report:
-                    self._log(self.recorder.line())
+                    self._log(self._console_line())
                     next_report += every
-                stopped_at = stopped_at or (time.perf_counter() if self.stop_event.is_set() else None)
-                if stopped_at and alive[0] is threads[0] and time.perf_counter() - stopped_at > STUCK_READ_S:
-                    self._abandon_capture(threads)
+                self._abandon_stuck_captures(stopped_at, threads)
             except KeyboardInterrupt:
                 self.stop("signal")
 
-    def _abandon_capture(self, threads: list[threading.Thread]) -> None:
-        """A driver stuck inside read() cannot be interrupted: end the stream without the capture thread
+    def _console_line(self) -> str:
+        line = self.recorder.line()
+        if len(self.feeds) > 1:
+            line += "  | " + ", ".join(f"{f.name} {f.recorder.counts['processed']} frames {f.recorder.fps():.1f} FPS"
+                                       for f in self.feeds)
+        return line
+
+    def _abandon_stuck_captures(self, stopped_at: dict[int, float], threads: list[threading.Thread]) -> None:
+        """A driver stuck inside read() cannot be interrupted: end its feed without the capture thread
         (a daemon, it dies with the process), so the frames in flight and the sinks still finish."""
-        if self.source.live:
-            self._log(f"edgeseg: {self.source.kind} {self.source.name} is stuck in read(); closing without it")
-            self._links[0].put(END)
-            threads.pop(0)
+        now = time.perf_counter()
+        for feed in self.feeds:
+            thread = self._capture_threads.get(feed.index)
+            if thread not in threads or not thread.is_alive() or not feed.source.live or not feed.stop_event.is_set():
+                continue
+            stopped_at.setdefault(feed.index, now)
+            if now - stopped_at[feed.index] > STUCK_READ_S:
+                self._log(f"edgeseg: {feed.source.kind} {feed.source.name} is stuck in read(); closing without it")
+                self._mailboxes.close(feed.index)
+                threads.remove(thread)
 
     def _close(self) -> None:
-        for sink in self.sinks:
-            try:
-                sink.close()
-            except BaseException as exc:  # noqa: BLE001 - an unfinalized output is an error worth raising
-                self._fail(exc)
-        self.source.close()
-        self.recorder.count("corrupt", self.source.corrupt)
-        self.recorder.count("reconnects", self.source.reconnects)
-        self.recorder.count("resized", sum(getattr(sink, "resized", 0) for sink in self.sinks))
+        closed: set[int] = set()
+        for feed in self.feeds:
+            for sink in feed.sinks:
+                if id(sink) in closed:  # a grid window shared by several feeds
+                    continue
+                closed.add(id(sink))
+                try:
+                    sink.close()
+                except BaseException as exc:  # noqa: BLE001 - an unfinalized output is an error worth raising
+                    self._fail(exc)
+        for feed in self.feeds:
+            feed.source.close()
+            self._count(feed, "corrupt", feed.source.corrupt)
+            self._count(feed, "reconnects", feed.source.reconnects)
+            self._count(feed, "resized", sum(getattr(sink, "resized", 0) for sink in feed.sinks))
 
     def _freeze(self) -> StreamStats:
-        engine_only = ratio = None
+        engine_only_stats = ratio = None
         if self._before is not None and self._kept and self._error is None:
             try:
-                after = time_infer(self.session, list(self._kept), self.config.engine_fps_iterations)
+                after = time_infer(self.session, _frames_of(self._kept), self.config.engine_fps_iterations,
+                                   batch=self.batch)
             except Exception as exc:  # noqa: BLE001 - the stats are still written, with this error in them
                 self._fail(exc)
             else:
-                engine_only = _engine_only(self._before, after)
-                ratio = self.recorder.fps() / engine_only.fps
+                engine_only_stats = engine_only(self._before, after, self.batch)
+                ratio = self.recorder.fps() / engine_only_stats.fps
         m = self.session.manifest
-        engine = {"name": m.name, **self.session.describe(), "input_size": list(self.size)}
+        engine = {"name": m.name, **self.session.describe(), "input_size": list(self.size), "batch": self.batch}
+        all_sinks = [s for f in self.feeds for s in f.sinks]
         settings = {"view": self.config.view, "alpha": self.config.alpha, "max_frames": self.config.max_frames,
-                    "score_threshold": self.threshold, "sinks": [s.describe() for s in self.sinks]}
-        outputs = [r for r in (s.report() for s in self.sinks if isinstance(s, Sink)) if r is not None]
-        return self.recorder.freeze(source=self.source.describe(), engine=engine, settings=settings,
-                                    stopped_by=self._stopped_by, error=error_text(self._error),
-                                    engine_only=engine_only, ratio=ratio, outputs=outputs,
-                                    instances=None if self.tally is None else self.tally.summary())
+                    "score_threshold": self.threshold, "sinks": [s.describe() for s in all_sinks]}
+        sources = [self._feed_stats(f) for f in self.feeds]
+        first_error = self._error or next((f.error for f in self.feeds if f.error is not None), None)
+        tallies = [f.tally for f in self.feeds if f.tally is not None]
+        return self.recorder.freeze(source=self.feeds[0].source.describe() if len(self.feeds) == 1
+                                    else {"kind": "several", "names": [f.name for f in self.feeds], "live": any(
+                                        f.source.live for f in self.feeds)},
+                                    engine=engine, settings=settings, stopped_by=self._overall_stop(),
+                                    error=error_text(first_error), engine_only=engine_only_stats, ratio=ratio,
+                                    outputs=[o for s in sources for o in s["outputs"]],
+                                    instances=InstanceTally.merged(tallies) if tallies else None, sources=sources)
+
+    def _feed_stats(self, feed: FeedState) -> dict:
+        outputs = [r for r in (s.report() for s in feed.sinks if isinstance(s, Sink)) if r is not None]
+        return feed.recorder.source_stats(name=feed.name, source=feed.source.describe(), stopped_by=feed.stopped_by,
+                                          error=error_text(feed.error), outputs=outputs,
+                                          instances=None if feed.tally is None else feed.tally.summary())
+
+    def _overall_stop(self) -> str:
+        """The whole stream's reason: a stop of all (signal, window, error), else a source's error, else
+        --max-frames if any source reached it, else the end."""
+        if self._stopped_by is not None:
+            return self._stopped_by
+        reasons = [f.stopped_by for f in self.feeds]
+        return next((r for r in ("error", "max-frames") if r in reasons), "end")
 
     def _time_engine_before(self) -> None:
-        """Read a few frames ahead and time the engine on them alone. A file source's frames are then streamed
-        as well (none is lost); a live source's are stale by then and are not."""
-        for _ in range(max(1, self.config.keep_inputs)):
-            frame = self.source.read()
-            if frame is None:
-                break
-            self._primed.append(frame)
-        if self._primed:
-            inputs = [resize_to_input(f, self.size) for f in self._primed]
-            self._before = time_infer(self.session, inputs, self.config.engine_fps_iterations)
-        if self.source.live:
-            self._primed.clear()
+        """Read a few frames ahead from each source and time the engine on them alone. A file source's frames are
+        then streamed as well (none is lost); a live source's are stale by then and are not."""
+        per_feed = max(1, -(-self.config.keep_inputs // len(self.feeds)))
+        inputs = []
+        for feed in self.feeds:
+            if feed.error is not None:
+                continue
+            frames = []
+            for _ in range(per_feed):
+                frame = feed.source.read()
+                if frame is None:
+                    break
+                frames.append(frame)
+            inputs += [resize_to_input(f, self.size) for f in frames]
+            if not feed.source.live:
+                self._primed[feed.index] = frames
+        if inputs:
+            self._before = time_infer(self.session, inputs, self.config.engine_fps_iterations, batch=self.batch)
 
 
-def time_infer(session, inputs: Sequence[np.ndarray], iterations: int, warmup: int = 3) -> np.ndarray:
-    """Seconds per `session.infer` call on the given engine-size frames, cycled, after `warmup` calls."""
-    for i in range(warmup):
-        session.infer(inputs[i % len(inputs)][None])
-    times = np.empty(iterations)
-    for i in range(iterations):
-        t0 = time.perf_counter()
-        session.infer(inputs[i % len(inputs)][None])
-        times[i] = time.perf_counter() - t0
-    return times
+def _frames_of(batches: Sequence[np.ndarray]) -> list[np.ndarray]:
+    return [frame for batch in batches for frame in batch]
 
 
-def _engine_only(before: np.ndarray, after: np.ndarray) -> EngineOnly:
-    both = np.concatenate([before, after])
-    return EngineOnly(fps=float(len(both) / both.sum()), mean_ms=float(both.mean() * 1e3),
-                      p50_ms=float(np.median(both) * 1e3), iterations=len(both),
-                      fps_before=float(len(before) / before.sum()), fps_after=float(len(after) / after.sum()))
+def _batch_size(session, config: PipelineConfig, feeds: int) -> tuple[int, bool]:
+    """Frames per engine call, and whether short batches are padded: a fixed-batch engine takes exactly its
+    batch; a dynamic one takes one frame per source by default (`config.batch` to choose)."""
+    engine_batch = session.manifest.input.shape[0]
+    instances = score_threshold_for(session, config.score_threshold) is not None
+    if engine_batch is None:
+        return (1 if instances else (config.batch or feeds)), False
+    if config.batch not in (None, engine_batch):
+        raise BadInputError(f"batch {config.batch} was asked, but the engine was built for batches of {engine_batch}",
+                            "drop --batch (the engine's own batch is used), or build with --dynamic")
+    if instances and engine_batch != 1:
+        raise BadInputError(f"the instance engine takes batches of {engine_batch}; its stream sends one frame a call",
+                            "build the instance engine with --batch 1 (the default)")
+    return engine_batch, engine_batch > 1

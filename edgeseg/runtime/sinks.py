@@ -72,6 +72,7 @@ class Result:
     picture: np.ndarray  # (H, W or 2W, 3) uint8 BGR, the rendered view
     t_capture: float  # time.perf_counter() when the frame was read
     instances: Any = None  # edgeseg.runtime.instances.Instances on an instance engine, else None
+    source: str = ""  # the name of the source the frame came from (several sources: its tile in a grid window)
 
 
 class Sink:
@@ -108,6 +109,9 @@ class NullSink(Sink):
     def write(self, result: Result) -> bool:
         return True
 
+    def describe(self) -> str:
+        return "headless"
+
 
 class CallbackSink(Sink):
     """Hand every Result to a function (embedding the pipeline in an application); a False return stops."""
@@ -120,7 +124,8 @@ class CallbackSink(Sink):
 
 
 class WindowSink(Sink):
-    """An OpenCV window; q or Esc stops the stream."""
+    """An OpenCV window; q or Esc stops the stream. Shared by several sources, it shows their newest pictures
+    as a grid of tiles (each at the first tile's size), redrawn whenever one of them has a new frame."""
 
     def __init__(self, title: str = "edgeseg") -> None:
         build = cv2.getBuildInformation()
@@ -129,13 +134,28 @@ class WindowSink(Sink):
             raise EdgesegError("this OpenCV has no GUI (opencv-python-headless), so --show cannot open a window",
                                "install opencv-python instead of the headless build, or write --output FILE.mp4")
         self._title = title
+        self._tiles: dict[str, np.ndarray] = {}
 
     def write(self, result: Result) -> bool:
-        cv2.imshow(self._title, result.picture)
+        self._tiles[result.source] = result.picture
+        cv2.imshow(self._title, result.picture if len(self._tiles) == 1 else grid(list(self._tiles.values())))
         return (cv2.waitKey(1) & 0xFF) not in (ord("q"), 27)
 
     def close(self) -> None:
         cv2.destroyWindow(self._title)
+
+
+def grid(pictures: list[np.ndarray]) -> np.ndarray:
+    """Pictures tiled row by row in a near-square grid, each resized to the first one's size; empty tiles black."""
+    h, w = pictures[0].shape[:2]
+    cols = math.ceil(math.sqrt(len(pictures)))
+    rows = math.ceil(len(pictures) / cols)
+    canvas = np.zeros((rows * h, cols * w, 3), np.uint8)
+    for i, picture in enumerate(pictures):
+        r, c = divmod(i, cols)
+        tile = picture if picture.shape[:2] == (h, w) else cv2.resize(picture, (w, h), interpolation=cv2.INTER_AREA)
+        canvas[r * h:(r + 1) * h, c * w:(c + 1) * w] = tile
+    return canvas
 
 
 class VideoSink(Sink):

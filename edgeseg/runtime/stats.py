@@ -72,6 +72,7 @@ class EngineOnly:
     iterations: int  # before + after
     fps_before: float
     fps_after: float
+    batch: int = 1  # frames per call, as the stream batched them (fps counts frames)
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,9 @@ class StreamStats:
     outputs: list[dict[str, Any]] = field(default_factory=list)  # per file sink: path, frames, written
     # instance engines: score_threshold, frames, shown, mean_per_frame, max_per_frame, by_class; null otherwise
     instances: dict[str, Any] | None = None
+    # one entry per source (name, source, frames, fps, e2e, capture, stopped_by, error, outputs, instances);
+    # the fields above are the sums over all of them (fps: every source's frames over the stream's time)
+    sources: list[dict[str, Any]] = field(default_factory=list)
     schema_version: int = SCHEMA_VERSION
     kind: str = "edgeseg.stream"
     created: float = field(default_factory=time.time)
@@ -121,12 +125,23 @@ class StreamStats:
             e = self.engine_only
             lines.append(f"  engine-only {e.fps:.1f} FPS ({e.iterations} session.infer calls: {e.fps_before:.1f} FPS "
                          f"before the stream, {e.fps_after:.1f} after); end-to-end / engine-only = {self.ratio:.1%}")
+        if len(self.sources) > 1:
+            for s in self.sources:
+                f = s["frames"]
+                lines.append(f"  {s['name']} ({s['source']['kind']}): {f['processed']} frames, {s['fps']:.1f} FPS, "
+                             f"e2e p50/p95 {_short(s['e2e'])} ms; dropped {f['dropped']}, corrupt {f['corrupt']}, "
+                             f"reconnects {f['reconnects']}; stopped by {s['stopped_by']}"
+                             + (f"; error: {s['error']}" if s.get("error") else ""))
         if self.instances and self.instances.get("frames"):
             i = self.instances
             counts = ", ".join(f"{k} {v}" for k, v in i["by_class"].items())
             lines.append(f"  objects with score >= {i['score_threshold']:.2f}: {i['mean_per_frame']:.2f} per frame "
                          f"(max {i['max_per_frame']}); {i['shown']} in all: {counts}")
         return "\n".join(lines)
+
+
+def _short(summary: dict[str, Any]) -> str:
+    return "-" if summary.get("p50_ms") is None else f"{summary['p50_ms']:.1f}/{summary['p95_ms']:.1f}"
 
 
 class StatsRecorder:
@@ -166,6 +181,11 @@ class StatsRecorder:
         stages = " ".join(f"{k} {self.rings[k].summary().short()}" for k in ("preprocess", "infer", "render", "sink"))
         return (f"{c['processed']} frames  {self.fps():.1f} FPS  e2e p50/p95 {self.e2e.summary().short()} ms  "
                 f"[{stages}]  dropped {c['dropped']} corrupt {c['corrupt']}")
+
+    def source_stats(self, **fields: Any) -> dict[str, Any]:
+        """One source's entry of `StreamStats.sources`: its frames, rate, end-to-end latency and capture time."""
+        return {**fields, "frames": dict(self.counts), "fps": self.fps(), "e2e": asdict(self.e2e.summary()),
+                "capture": asdict(self.rings["capture"].summary())}
 
     def freeze(self, **fields: Any) -> StreamStats:
         return StreamStats(frames=dict(self.counts), wall_s=time.perf_counter() - self.started, fps=self.fps(),

@@ -253,7 +253,10 @@ def test_views_legend_and_hud():
     classes = [f"class{i}" for i in range(11)]
     labels = np.random.default_rng(0).integers(0, 12, ENGINE_SIZE).astype(np.uint8)  # 11 = void: black
     lut = palette_lut(palette)
-    assert np.array_equal(colorize(labels, lut), lut[labels])  # cv2.LUT path == numpy gather
+    assert np.array_equal(colorize(labels, lut), lut[labels])  # the packed-word path == numpy's gather
+    every_id = np.arange(256, dtype=np.uint8).reshape(16, 16)  # all 256 ids, a full random palette
+    full = palette_lut(np.random.default_rng(1).integers(0, 256, (256, 3)))
+    assert np.array_equal(colorize(every_id, full), full[every_id])
     frame = np.full((*FRAME_SIZE, 3), 200, np.uint8)
     for view, width in (("overlay", FRAME_SIZE[1]), ("mask", FRAME_SIZE[1]), ("side", 2 * FRAME_SIZE[1])):
         picture = Renderer(palette, classes, view=view).render(frame, labels, ["12.0 FPS"])
