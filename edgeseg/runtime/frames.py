@@ -9,7 +9,7 @@ import numpy as np
 
 def resize_to_input(image: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
     """The one resize every consumer of a fixed-size network shares (eval, calibration, bench, stream)."""
-    if size is None or image.shape[:2] == tuple(size):
+    if size is None or None in size or image.shape[:2] == tuple(size):  # a dynamic engine takes any size
         return image
     return cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
 

@@ -179,7 +179,10 @@ class Pipeline:
             out.close(feed.index)
 
     def _preprocess(self, packets: list[Packet]) -> Batch:
-        inputs = [resize_to_input(p.frame, self.size) for p in packets]
+        """Frames at the engine's size; a dynamic-size engine takes the first frame's size for the whole batch
+        (cameras of one rig share it; a frame of another size is resized, its labels drawn at its own size)."""
+        size = self.size if None not in self.size else packets[0].frame.shape[:2]
+        inputs = [resize_to_input(p.frame, size) for p in packets]
         if self._pad and len(inputs) < self.batch:  # a fixed-batch engine: the rest of the batch repeats a frame
             inputs += [inputs[-1]] * (self.batch - len(inputs))
         return Batch(packets, inputs[0][None] if len(inputs) == 1 else np.stack(inputs))
@@ -423,10 +426,12 @@ class Pipeline:
                 if frame is None:
                     break
                 frames.append(frame)
-            inputs += [resize_to_input(f, self.size) for f in frames]
+            inputs += frames
             if not feed.source.live:
                 self._primed[feed.index] = frames
         if inputs:
+            size = self.size if None not in self.size else inputs[0].shape[:2]
+            inputs = [resize_to_input(f, size) for f in inputs]
             self._before = time_infer(self.session, inputs, self.config.engine_fps_iterations, batch=self.batch)
 
 
