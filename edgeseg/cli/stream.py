@@ -43,7 +43,8 @@ class SourceAction(argparse.Action):
 
 def add_commands(sub) -> None:
     p = sub.add_parser("stream", help="stream camera/video frames through an engine (real-time segmentation)",
-                       description="capture -> preprocess -> infer -> render -> sinks, one thread per stage. "
+                       description="capture -> preprocess -> infer -> render -> sinks: a capture thread per source, "
+                                   "one engine thread, one display thread. "
                                    "Ctrl+C or SIGTERM stops cleanly: statistics written, video finalized.")
     p.add_argument("--engine", metavar="DIR",
                    help="engine directory (edgeseg build); default: the newest under engines/, named on the first line")

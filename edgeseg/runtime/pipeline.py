@@ -1,4 +1,4 @@
-"""The streaming pipeline: capture -> preprocess -> infer -> render -> sinks, one thread per stage.
+"""The streaming pipeline: capture -> preprocess -> infer -> render -> sinks, in three kinds of thread.
 
     from edgeseg.runtime import load
     from edgeseg.runtime.pipeline import Pipeline, PipelineConfig
@@ -15,8 +15,13 @@ takes the frames that are ready, a batch per call where the engine takes one (`-
 `--dynamic` at build time). A source that dies ends its own feed; the others stream on.
 
 Why threads: OpenCV's decode/resize/encode and the inference libraries release the GIL, so while the
-engine runs on frame k the capture thread decodes k+1 and the render thread draws k-1; the stream runs at
-the speed of its slowest stage (the engine) instead of the sum of all stages.
+engine runs on frame k the capture thread decodes k+1 and the display thread draws k-1; the stream runs at
+the speed of its slowest stage (the engine) instead of the sum of all stages. Why only three kinds (a
+capture thread per source: read and resize; the engine thread: batch and infer; the display thread:
+render and sinks): on a machine whose cores the engine fills, every wake-up of another thread preempts
+one of the engine's workers and stalls the rest at its next barrier. Five threads, one per stage, ran
+the stream at 88-95% of the engine's rate with 66-79 ms latency; three at 86-101% with 33-43 ms
+(Fast-SCNN INT8 at 360x480, 2 cores, 2026-12-02; docs/streaming.md).
 
 File sources wait for the engine (every frame is processed); live sources keep only their newest frame
 (stale frames are dropped and counted: a driver wants the newest frame, not a queue of old ones).
@@ -62,6 +67,7 @@ class Packet:
     index: int
     frame: np.ndarray
     t_capture: float
+    input: np.ndarray | None = None  # the frame at the engine's input size (made by the capture thread)
     labels: np.ndarray | None = None
     instances: Any = None  # an instance engine's Instances above the threshold, at the frame's size
     picture: np.ndarray | None = None
@@ -168,10 +174,11 @@ class Pipeline:
                 if frame is None:
                     break
                 t = time.perf_counter()
-                ring.add(t - t0)
-                self.recorder.rings["capture"].add(t - t0)
+                packet = Packet(feed, feed.frames_read, frame, t, resize_to_input(frame, self.size))
+                ring.add(time.perf_counter() - t0)
+                self.recorder.rings["capture"].add(time.perf_counter() - t0)
                 self._count(feed, "captured")
-                out.put(feed.index, Packet(feed, feed.frames_read, frame, t))
+                out.put(feed.index, packet)
                 feed.frames_read += 1
         except BaseException as exc:  # noqa: BLE001 - handed to run(), which re-raises it
             self._feed_failed(feed, exc)
@@ -182,7 +189,9 @@ class Pipeline:
         """Frames at the engine's size; a dynamic-size engine takes the first frame's size for the whole batch
         (cameras of one rig share it; a frame of another size is resized, its labels drawn at its own size)."""
         size = self.size if None not in self.size else packets[0].frame.shape[:2]
-        inputs = [resize_to_input(p.frame, size) for p in packets]
+        inputs = [resize_to_input(p.input, size) for p in packets]  # resized already unless the size is dynamic
+        for p in packets:
+            p.input = None
         if self._pad and len(inputs) < self.batch:  # a fixed-batch engine: the rest of the batch repeats a frame
             inputs += [inputs[-1]] * (self.batch - len(inputs))
         return Batch(packets, inputs[0][None] if len(inputs) == 1 else np.stack(inputs))
@@ -232,26 +241,29 @@ class Pipeline:
                 feed.stop("max-frames")
         return None
 
-    def _stage(self, name: str, fn: Callable[[Any], Any], inq, outq) -> None:
-        """Run `fn` on every batch until the end marker. After its own error a stage drains its input
-        (counting drops) so that no other stage blocks; the stages after it finish what they already have."""
-        ring, failed = self.recorder.rings[name], False
+    def _stage(self, steps: Sequence[tuple[str, Callable[[Any], Any]]], inq, outq) -> None:
+        """Run the steps, in turn, on every batch until the end marker, each timed in its stage's ring. Steps
+        share a thread where a handoff would cost more than it overlaps (each wake-up of a thread on a busy core
+        preempts one of the engine's workers). After its own error a thread drains its input (counting drops)
+        so that no other thread blocks; the threads after it finish what they already have."""
+        failed = False
         while (item := inq.get()) is not END:
             packets = item if isinstance(item, list) else item.packets
             if failed:
                 self._drop(packets)
                 continue
-            t0 = time.perf_counter()
             try:
-                out = fn(item)
+                for name, fn in steps:
+                    t0 = time.perf_counter()
+                    item = fn(item)
+                    self.recorder.rings[name].add(time.perf_counter() - t0)
             except BaseException as exc:  # noqa: BLE001 - handed to run(), which re-raises it
                 self._fail(exc)
                 self._drop(packets)
                 failed = True
                 continue
-            ring.add(time.perf_counter() - t0)
-            if outq is not None and out is not None:
-                outq.put(out)
+            if outq is not None and item is not None:
+                outq.put(item)
         if outq is not None:
             outq.put(END)
 
@@ -306,17 +318,23 @@ class Pipeline:
         for feed in self.feeds:  # a feed that failed to open has ended already
             if feed.error is not None:
                 self._mailboxes.close(feed.index)
-        links = [self._mailboxes, queue.Queue(size), queue.Queue(size), queue.Queue(size)]
-        stages = [("preprocess", self._preprocess), ("infer", self._infer), ("render", self._render),
-                  ("sink", self._sink)]
+        done = queue.Queue(size)
+        threads = [threading.Thread(target=self._stage, args=(steps, inq, outq), name=f"edgeseg-{steps[-1][0]}",
+                                    daemon=True)
+                   for steps, inq, outq in ((self._engine_steps(), self._mailboxes, done),
+                                            (self._display_steps(), done, None))]
         captures = [threading.Thread(target=self._capture, args=(f, self._mailboxes), daemon=True,
                                      name=f"edgeseg-capture-{f.name}") for f in self.feeds if f.error is None]
-        threads = [threading.Thread(target=self._stage, args=(name, fn, links[i], links[i + 1] if i < 3 else None),
-                                    name=f"edgeseg-{name}", daemon=True) for i, (name, fn) in enumerate(stages)]
         self._capture_threads = {f.index: t for f, t in zip([f for f in self.feeds if f.error is None], captures)}
         for t in captures + threads:
             t.start()
         return captures + threads
+
+    def _engine_steps(self) -> list:
+        return [("preprocess", self._preprocess), ("infer", self._infer)]
+
+    def _display_steps(self) -> list:
+        return [("render", self._render), ("sink", self._sink)]
 
     def _join(self, threads: list[threading.Thread]) -> None:
         """Wait in short slices so signal handlers run in this (main) thread, printing the console line."""
