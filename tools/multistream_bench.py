@@ -7,7 +7,8 @@ Three ways to run N copies of the video, each an `edgeseg stream` of its own:
 - batched: one process, N sources, the engine built with --batch N (one call per N frames);
 - one engine: one process, N sources, the batch-1 engine (the sources' frames one after another);
 - separate: N processes started together, one source each, the batch-1 engine (what running the single
-  stream N times gives).
+  stream N times gives);
+- workers (--workers): one process, N sources, the batch-1 engine with --engine-workers N (N calls at once).
 FPS in all is the sum of the sources' end-to-end rates (they run side by side over the same time);
 latency is each source's capture-to-sink time (p50 / p95), the worst source shown.
 """
@@ -48,7 +49,10 @@ def measure(way: str, args, tmp: Path) -> list[dict]:
     if way == "batched":
         return run_together([stream_cmd(args.batched, videos, tmp / "b.json")], tmp)
     if way == "one engine":
-        return run_together([stream_cmd(args.single, videos, tmp / "o.json")], tmp)
+        return run_together([stream_cmd(args.single, videos, tmp / "o.json") + ["--engine-workers", "1"]], tmp)
+    if way == "workers":
+        return run_together([stream_cmd(args.single, videos, tmp / "w.json") + ["--engine-workers",
+                                                                                str(args.sources)]], tmp)
     return run_together([stream_cmd(args.single, [v], tmp / f"s{i}.json") for i, v in enumerate(videos)], tmp)
 
 
@@ -59,8 +63,10 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batched", required=True, help="the engine built with --batch N (N = --sources)")
     parser.add_argument("--single", required=True, help="the same network built with batch 1")
+    parser.add_argument("--workers", action="store_true",
+                        help="also: one process, the batch-1 engine, --engine-workers N (ONNX Runtime)")
     args = parser.parse_args()
-    ways = ("batched", "one engine", "separate")
+    ways = ("batched", "one engine", "separate") + (("workers",) if args.workers else ())
     results: dict[str, list[float]] = {w: [] for w in ways}
     print("| # | way | FPS in all | per source FPS | worst source e2e p50 / p95 ms |\n| --- | --- | ---: | --- | ---: |")
     for i in range(1, args.rounds + 1):
@@ -70,7 +76,8 @@ def main() -> int:
             total = sum(s["fps"] for s in sources)
             worst = max(sources, key=lambda s: s["e2e"]["p50_ms"])
             results[way].append(total)
-            print(f"| {i} | {way} | {total:.1f} | {' / '.join(f'{s['fps']:.1f}' for s in sources)} | "
+            rates = " / ".join(f"{s['fps']:.1f}" for s in sources)
+            print(f"| {i} | {way} | {total:.1f} | {rates} | "
                   f"{worst['e2e']['p50_ms']:.0f} / {worst['e2e']['p95_ms']:.0f} |", flush=True)
     print()
     for way, totals in results.items():

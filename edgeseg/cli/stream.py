@@ -59,6 +59,9 @@ def add_commands(sub) -> None:
                         "{source} in PATH (runs/{source}.mp4) or after PATH (out.mp4 -> out-front.mp4)")
     p.add_argument("--batch", type=int, metavar="N",
                    help="frames per engine call for a --dynamic engine (default: one per source)")
+    p.add_argument("--engine-workers", type=int, metavar="N",
+                   help="several sources: N engine calls at once, each source served by one of them (ONNX Runtime "
+                        "engines; default: one per source for a batch-1 ONNX Runtime engine, else 1)")
     p.add_argument("--force", action="store_true", help="replace an existing --output / --stats")
     p.add_argument("--view", choices=("overlay", "mask", "side"), default="overlay")
     p.add_argument("--alpha", type=float, help=f"--view overlay: colour mask weight, 0..1 (default {DEFAULT_ALPHA})")
@@ -137,6 +140,8 @@ def check_options(args: argparse.Namespace) -> None:
         raise BadInputError(f"--loop applies to --video only, not to --{flags[0]}",
                             "drop --loop (a camera or stream has no end to start over from)")
     _need(args.batch is None or args.batch >= 1, "--batch", args.batch, "1 or more")
+    _need(args.engine_workers is None or args.engine_workers >= 1, "--engine-workers", args.engine_workers,
+          "1 or more")
     if args.alpha is not None and args.view != "overlay":
         raise BadInputError(f"--alpha applies to --view overlay only, not to --view {args.view}",
                             "drop --alpha, or pass --view overlay")
@@ -257,7 +262,7 @@ def _config(args: argparse.Namespace):
     return PipelineConfig(view=args.view, alpha=args.alpha, legend=args.legend, hud=args.hud,
                           max_frames=args.max_frames, report_every_s=args.report_every,
                           engine_fps_iterations=args.engine_fps, score_threshold=args.score_threshold,
-                          batch=args.batch)
+                          batch=args.batch, engine_workers=args.engine_workers)
 
 
 def _print_start(args, session, pipeline) -> None:
@@ -292,8 +297,9 @@ def _finish(args: argparse.Namespace, pipeline, feeds: list, config, error: Base
     if stats is None:  # the engine did not load, or the pipeline could not be made
         settings = {"view": config.view, "alpha": config.alpha, "max_frames": config.max_frames,
                     "score_threshold": config.score_threshold, "sinks": []}
-        source = feeds[0].source.describe() if len(feeds) == 1 else {
-            "kind": "several", "names": [f.name for f in feeds], "live": any(f.source.live for f in feeds)}
+        from edgeseg.runtime.feeds import describe_sources
+
+        source = describe_sources([(f.name, f.source) for f in feeds])
         stats = stats_without_stream(source, {"path": args.engine}, settings, error)
     print(stats.summary(), flush=True)
     if not args.stats:

@@ -20,11 +20,11 @@ from edgeseg.runtime.frames import resize_to_input
 from edgeseg.runtime.session import LoadOptions, Session
 
 __all__ = ["load", "LoadOptions", "Session", "Manifest", "resize_to_input",
-           "Pipeline", "PipelineConfig", "VideoFile", "ImageFolder", "Camera", "RTSP", "GStreamer", "Reconnect",
+           "Pipeline", "PipelineConfig", "Feed", "VideoFile", "ImageFolder", "Camera", "RTSP", "GStreamer", "Reconnect",
            "VideoSink", "PngFolder", "WindowSink", "NullSink", "CallbackSink", "newest_engine"]
 
 # The streaming API, imported on first use so that `load` alone stays as light as it was.
-_LAZY = {"Pipeline": "pipeline", "PipelineConfig": "pipeline", "VideoFile": "sources", "ImageFolder": "sources",
+_LAZY = {"Pipeline": "pipeline", "PipelineConfig": "pipeline", "Feed": "feeds", "VideoFile": "sources", "ImageFolder": "sources",
          "Camera": "sources", "RTSP": "sources", "GStreamer": "sources", "Reconnect": "sources",
          "VideoSink": "sinks", "PngFolder": "sinks", "WindowSink": "sinks", "NullSink": "sinks",
          "CallbackSink": "sinks", "newest_engine": "engines"}

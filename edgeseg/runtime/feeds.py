@@ -64,6 +64,15 @@ class FeedState:
         self.stop_event.set()
 
 
+def describe_sources(named_sources: Sequence[tuple[str, Source]]) -> dict[str, Any]:
+    """The stats' `source`: the source itself for one, a summary for several (each is in `sources`)."""
+    if len(named_sources) == 1:
+        return named_sources[0][1].describe()
+    names = [name for name, _ in named_sources]
+    return {"kind": "several", "name": ",".join(names), "names": names,
+            "live": any(source.live for _, source in named_sources)}
+
+
 def check_feed_names(names: Sequence[str]) -> None:
     """Names become file names and JSON keys: short, plain and unique."""
     for name in names:

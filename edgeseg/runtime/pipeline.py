@@ -46,7 +46,7 @@ import numpy as np
 from edgeseg.errors import BadInputError
 from edgeseg.runtime.destinations import refuse_overwriting_inputs
 from edgeseg.runtime.engine_only import engine_only, time_infer
-from edgeseg.runtime.feeds import END, Feed, FeedState, Mailboxes, check_feed_names
+from edgeseg.runtime.feeds import END, Feed, FeedState, Mailboxes, check_feed_names, describe_sources
 from edgeseg.runtime.frames import resize_to_input
 from edgeseg.runtime.instance_render import InstanceTally, renderer_for, score_threshold_for
 from edgeseg.runtime.pipeline_config import PipelineConfig
@@ -106,7 +106,8 @@ class Pipeline:
         names = [f.name or d for f, d in zip(feeds, default_names([f.source for f in feeds]))]
         check_feed_names(names)
         self.session, self.config = session, config
-        self.batch, self._pad = _batch_size(session, config, len(feeds))
+        self.workers = _engine_workers(session, config, len(feeds))
+        self.batch, self._pad = _batch_size(session, config, -(-len(feeds) // self.workers))
         self.size = session.manifest.input.size
         self.stop_event = threading.Event()
         self.recorder = StatsRecorder()  # every feed's frames together, and the shared stages' times
@@ -312,18 +313,21 @@ class Pipeline:
             raise self.feeds[0].error
 
     def _start(self) -> list[threading.Thread]:
-        size = self.config.queue_size
-        self._mailboxes = Mailboxes([f.source.live for f in self.feeds], size, self.batch,
-                                    lambda i: self._count(self.feeds[i], "dropped"))
-        for feed in self.feeds:  # a feed that failed to open has ended already
-            if feed.error is not None:
-                self._mailboxes.close(feed.index)
+        size, live = self.config.queue_size, [f.source.live for f in self.feeds]
+        boxes = [Mailboxes(live, size, self.batch, lambda i: self._count(self.feeds[i], "dropped"))
+                 for _ in range(self.workers)]
+        self._mailbox_of = {f.index: boxes[f.index % self.workers] for f in self.feeds}  # one worker per source
+        for feed in self.feeds:  # each worker's mailboxes hold its own sources; the others' are closed from the start
+            for box in boxes:
+                if box is not self._mailbox_of[feed.index] or feed.error is not None:
+                    box.close(feed.index)
         done = queue.Queue(size)
-        threads = [threading.Thread(target=self._stage, args=(steps, inq, outq), name=f"edgeseg-{steps[-1][0]}",
-                                    daemon=True)
-                   for steps, inq, outq in ((self._engine_steps(), self._mailboxes, done),
-                                            (self._display_steps(), done, None))]
-        captures = [threading.Thread(target=self._capture, args=(f, self._mailboxes), daemon=True,
+        engines = [threading.Thread(target=self._stage, args=(self._engine_steps(), box, done),
+                                    name=f"edgeseg-infer-{i}", daemon=True) for i, box in enumerate(boxes)]
+        display = threading.Thread(target=self._stage, args=(self._display_steps(), Ends(done, len(boxes)), None),
+                                   name="edgeseg-render", daemon=True)
+        threads = [*engines, display]
+        captures = [threading.Thread(target=self._capture, args=(f, self._mailbox_of[f.index]), daemon=True,
                                      name=f"edgeseg-capture-{f.name}") for f in self.feeds if f.error is None]
         self._capture_threads = {f.index: t for f, t in zip([f for f in self.feeds if f.error is None], captures)}
         for t in captures + threads:
@@ -369,7 +373,7 @@ class Pipeline:
             stopped_at.setdefault(feed.index, now)
             if now - stopped_at[feed.index] > STUCK_READ_S:
                 self._log(f"edgeseg: {feed.source.kind} {feed.source.name} is stuck in read(); closing without it")
-                self._mailboxes.close(feed.index)
+                self._mailbox_of[feed.index].close(feed.index)
                 threads.remove(thread)
 
     def _close(self) -> None:
@@ -401,16 +405,15 @@ class Pipeline:
                 engine_only_stats = engine_only(self._before, after, self.batch)
                 ratio = self.recorder.fps() / engine_only_stats.fps
         m = self.session.manifest
-        engine = {"name": m.name, **self.session.describe(), "input_size": list(self.size), "batch": self.batch}
+        engine = {"name": m.name, **self.session.describe(), "input_size": list(self.size), "batch": self.batch,
+                  "workers": self.workers}
         all_sinks = [s for f in self.feeds for s in f.sinks]
         settings = {"view": self.config.view, "alpha": self.config.alpha, "max_frames": self.config.max_frames,
                     "score_threshold": self.threshold, "sinks": [s.describe() for s in all_sinks]}
         sources = [self._feed_stats(f) for f in self.feeds]
         first_error = self._error or next((f.error for f in self.feeds if f.error is not None), None)
         tallies = [f.tally for f in self.feeds if f.tally is not None]
-        return self.recorder.freeze(source=self.feeds[0].source.describe() if len(self.feeds) == 1
-                                    else {"kind": "several", "names": [f.name for f in self.feeds], "live": any(
-                                        f.source.live for f in self.feeds)},
+        return self.recorder.freeze(source=describe_sources([(f.name, f.source) for f in self.feeds]),
                                     engine=engine, settings=settings, stopped_by=self._overall_stop(),
                                     error=error_text(first_error), engine_only=engine_only_stats, ratio=ratio,
                                     outputs=[o for s in sources for o in s["outputs"]],
@@ -453,13 +456,43 @@ class Pipeline:
             self._before = time_infer(self.session, inputs, self.config.engine_fps_iterations, batch=self.batch)
 
 
+class Ends:
+    """A queue that several engine threads end: `get` gives END only once each of them has put its END."""
+
+    def __init__(self, inner: queue.Queue, writers: int) -> None:
+        self._inner, self._left = inner, writers
+
+    def get(self):
+        while (item := self._inner.get()) is END:
+            self._left -= 1
+            if not self._left:
+                return END
+        return item
+
+
+def _engine_workers(session, config: PipelineConfig, feeds: int) -> int:
+    """Engine calls at once: each source is served by one worker (its frames stay in order), so at most one
+    worker per source; refused for sessions that run one call at a time. By default one per source where the
+    session takes concurrent calls and the engine one frame a call: three ONNX Runtime calls at once streamed
+    three videos 22% faster than one call at a time and 12% faster than a batch-3 engine (docs/streaming.md)."""
+    concurrent = getattr(session, "concurrent_calls", False)
+    if config.engine_workers is None:
+        return feeds if concurrent and session.manifest.input.shape[0] == 1 else 1
+    if config.engine_workers > 1 and not concurrent:
+        backend = session.manifest.backend.get("name", "this")
+        raise BadInputError(f"the {backend} session runs one engine call at a time, so engine_workers "
+                            f"{config.engine_workers} cannot apply", "drop --engine-workers (ONNX Runtime engines "
+                            "take it), or build the engine with --batch N to batch the sources instead")
+    return min(config.engine_workers, feeds)
+
+
 def _frames_of(batches: Sequence[np.ndarray]) -> list[np.ndarray]:
     return [frame for batch in batches for frame in batch]
 
 
 def _batch_size(session, config: PipelineConfig, feeds: int) -> tuple[int, bool]:
     """Frames per engine call, and whether short batches are padded: a fixed-batch engine takes exactly its
-    batch; a dynamic one takes one frame per source by default (`config.batch` to choose)."""
+    batch; a dynamic one takes one frame per source of its worker by default (`config.batch` to choose)."""
     engine_batch = session.manifest.input.shape[0]
     instances = score_threshold_for(session, config.score_threshold) is not None
     if engine_batch is None:

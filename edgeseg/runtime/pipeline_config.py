@@ -23,6 +23,9 @@ class PipelineConfig:
     keep_inputs: int = 8  # frames read ahead (and later the most recent engine inputs kept) for that timing
     score_threshold: float | None = None  # instance engines: objects shown from this score (None: 0.5)
     batch: int | None = None  # frames per engine call; None: the engine's fixed batch, or one per source if dynamic
+    # engine calls at once, each source served by one; None: one per source where the session takes concurrent
+    # calls and the engine a batch of 1 (ONNX Runtime), else 1
+    engine_workers: int | None = None
 
     def __post_init__(self) -> None:
         """Refuse values that would run nothing or something else than asked (max_frames=-1 used to stop at
@@ -37,6 +40,7 @@ class PipelineConfig:
         _need_int("engine_fps_iterations", self.engine_fps_iterations, 0)
         _need_int("keep_inputs", self.keep_inputs, 1)
         _need_int("batch", self.batch, 1, allow_none=True)
+        _need_int("engine_workers", self.engine_workers, 1, allow_none=True)
         check_score_threshold(self.score_threshold)
         if not _number(self.report_every_s) >= 0:
             raise BadInputError(f"report_every_s {self.report_every_s!r} is negative or not a number",

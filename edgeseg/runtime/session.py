@@ -37,6 +37,8 @@ class Session:
     graphs with several outputs, `_run_all(batch) -> list of arrays` in the graph's output order.
     """
 
+    concurrent_calls = False  # whether several threads may call infer at once (a stream's --engine-workers)
+
     def __init__(self, manifest: Manifest) -> None:
         self.manifest = manifest
         self._host_preprocess = manifest.input.preprocess == "host"

@@ -31,10 +31,12 @@ class LatencyRing:
     def __init__(self, capacity: int = RING) -> None:
         self._values = np.zeros(capacity, np.float64)
         self._count = 0
+        self._lock = threading.Lock()
 
     def add(self, seconds: float) -> None:
-        self._values[self._count % len(self._values)] = seconds
-        self._count += 1
+        with self._lock:  # several engine workers may time into one ring
+            self._values[self._count % len(self._values)] = seconds
+            self._count += 1
 
     def last(self) -> float:
         return float(self._values[(self._count - 1) % len(self._values)]) if self._count else 0.0

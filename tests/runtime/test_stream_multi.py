@@ -163,6 +163,9 @@ def test_the_cli_takes_named_sources_and_writes_one_output_each(engine_dir, vide
     assert frames_in(tmp_path / "out-left.mp4") == 30 and frames_in(tmp_path / "out-video1.mp4") == 30
     assert stats["frames"]["processed"] == 61  # 30 + the one image + 30
     assert "left (video): 30 frames" in capsys.readouterr().out
+    from edgeseg.measure.report_stream import markdown_streams, read_stream
+
+    assert "| several left,right,video1 |" in markdown_streams([read_stream(tmp_path / "s.json")])  # edgeseg report
 
 
 @pytest.mark.parametrize("argv, words", [
@@ -186,3 +189,31 @@ def test_two_sources_cannot_write_the_same_file(engine_dir, video, tmp_path, cap
             "--output", str(tmp_path / "{source}" / "x.mp4")]
     assert main(argv) == 2 and "two sources would write to" in capsys.readouterr().err
     assert not (tmp_path / "a" / "x.mp4").exists()
+
+
+def test_engine_workers_run_calls_at_once_and_keep_each_source_in_order(engine_dir, video):
+    """Three ONNX Runtime calls at once, one per source: every frame's labels as alone, each source in order."""
+    expected = _labels_alone(engine_dir, video, 30)
+    got: dict[str, list] = {"a": [], "b": [], "c": []}
+    feeds = [Feed(VideoFile(video), [CallbackSink(lambda r, n=n: got[n].append((r.index, r.labels)))], n)
+             for n in ("a", "b", "c")]
+    with load(engine_dir) as session:
+        pipeline = Pipeline(feeds, session, config=PipelineConfig(engine_workers=3, **QUIET))
+        stats = pipeline.run()
+    assert pipeline.workers == 3 and stats.engine["workers"] == 3
+    for results in got.values():
+        assert [i for i, _ in results] == list(range(30))
+        assert all(np.array_equal(lab, exp) for (_, lab), exp in zip(results, expected))
+    assert stats.frames["processed"] == 90 and stats.stages["infer"].count == 90
+
+
+def test_engine_workers_are_refused_where_a_session_runs_one_call_at_a_time(engine_dir, video):
+    with load(engine_dir) as real:
+        one_at_a_time = CountingSession(real)  # a session without concurrent_calls
+        with pytest.raises(BadInputError, match="one engine call at a time"):
+            Pipeline([Feed(VideoFile(video)), Feed(VideoFile(video))], one_at_a_time,
+                     config=PipelineConfig(engine_workers=2))
+        assert Pipeline([Feed(VideoFile(video))], real, config=PipelineConfig(engine_workers=4)).workers == 1
+        two = [Feed(VideoFile(video)), Feed(VideoFile(video))]
+        assert Pipeline(two, real).workers == 2  # the default for a batch-1 ONNX Runtime engine: one per source
+        assert Pipeline(two, one_at_a_time).workers == 1  # and one call at a time elsewhere

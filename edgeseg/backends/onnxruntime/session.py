@@ -49,6 +49,8 @@ def check_int8_cpu(manifest: Manifest, root: Path) -> None:
 
 
 class OrtSession(Session):
+    concurrent_calls = True  # InferenceSession.run is thread-safe: a stream may run several calls at once
+
     def __init__(self, manifest: Manifest, root: Path, threads: int = 0, spin: bool = False) -> None:
         super().__init__(manifest)
         check_int8_cpu(manifest, root)
