@@ -46,7 +46,8 @@ import numpy as np
 from edgeseg.errors import BadInputError
 from edgeseg.runtime.destinations import refuse_overwriting_inputs
 from edgeseg.runtime.engine_only import engine_only, time_infer
-from edgeseg.runtime.feeds import END, Feed, FeedState, Mailboxes, check_feed_names, describe_sources
+from edgeseg.runtime.feeds import (END, Ends, Feed, FeedState, Mailboxes, batch_size_for, check_feed_names,
+                                   default_names, describe_sources, engine_workers_for)
 from edgeseg.runtime.frames import resize_to_input
 from edgeseg.runtime.instance_render import InstanceTally, renderer_for, score_threshold_for
 from edgeseg.runtime.pipeline_config import PipelineConfig
@@ -81,15 +82,6 @@ class Batch:
     inputs: np.ndarray | None = None
 
 
-def default_names(sources: Sequence[Source]) -> list[str]:
-    """kind + running number per kind: video0, rtsp0, rtsp1, camera0."""
-    seen: collections.Counter = collections.Counter()
-    names = []
-    for source in sources:
-        names.append(f"{source.kind}{seen[source.kind]}")
-        seen[source.kind] += 1
-    return names
-
 
 class Pipeline:
     """Sources, one Session, sinks. `run()` blocks until the stream ends, returns StreamStats and raises the first
@@ -106,8 +98,8 @@ class Pipeline:
         names = [f.name or d for f, d in zip(feeds, default_names([f.source for f in feeds]))]
         check_feed_names(names)
         self.session, self.config = session, config
-        self.workers = _engine_workers(session, config, len(feeds))
-        self.batch, self._pad = _batch_size(session, config, -(-len(feeds) // self.workers))
+        self.workers = engine_workers_for(session, config, len(feeds))
+        self.batch, self._pad = batch_size_for(session, config, -(-len(feeds) // self.workers))
         self.size = session.manifest.input.size
         self.stop_event = threading.Event()
         self.recorder = StatsRecorder()  # every feed's frames together, and the shared stages' times
@@ -456,51 +448,5 @@ class Pipeline:
             self._before = time_infer(self.session, inputs, self.config.engine_fps_iterations, batch=self.batch)
 
 
-class Ends:
-    """A queue that several engine threads end: `get` gives END only once each of them has put its END."""
-
-    def __init__(self, inner: queue.Queue, writers: int) -> None:
-        self._inner, self._left = inner, writers
-
-    def get(self):
-        while (item := self._inner.get()) is END:
-            self._left -= 1
-            if not self._left:
-                return END
-        return item
-
-
-def _engine_workers(session, config: PipelineConfig, feeds: int) -> int:
-    """Engine calls at once: each source is served by one worker (its frames stay in order), so at most one
-    worker per source; refused for sessions that run one call at a time. By default one per source where the
-    session takes concurrent calls and the engine one frame a call: three ONNX Runtime calls at once streamed
-    three videos 22% faster than one call at a time and 12% faster than a batch-3 engine (docs/streaming.md)."""
-    concurrent = getattr(session, "concurrent_calls", False)
-    if config.engine_workers is None:
-        return feeds if concurrent and session.manifest.input.shape[0] == 1 else 1
-    if config.engine_workers > 1 and not concurrent:
-        backend = session.manifest.backend.get("name", "this")
-        raise BadInputError(f"the {backend} session runs one engine call at a time, so engine_workers "
-                            f"{config.engine_workers} cannot apply", "drop --engine-workers (ONNX Runtime engines "
-                            "take it), or build the engine with --batch N to batch the sources instead")
-    return min(config.engine_workers, feeds)
-
-
 def _frames_of(batches: Sequence[np.ndarray]) -> list[np.ndarray]:
     return [frame for batch in batches for frame in batch]
-
-
-def _batch_size(session, config: PipelineConfig, feeds: int) -> tuple[int, bool]:
-    """Frames per engine call, and whether short batches are padded: a fixed-batch engine takes exactly its
-    batch; a dynamic one takes one frame per source of its worker by default (`config.batch` to choose)."""
-    engine_batch = session.manifest.input.shape[0]
-    instances = score_threshold_for(session, config.score_threshold) is not None
-    if engine_batch is None:
-        return (1 if instances else (config.batch or feeds)), False
-    if config.batch not in (None, engine_batch):
-        raise BadInputError(f"batch {config.batch} was asked, but the engine was built for batches of {engine_batch}",
-                            "drop --batch (the engine's own batch is used), or build with --dynamic")
-    if instances and engine_batch != 1:
-        raise BadInputError(f"the instance engine takes batches of {engine_batch}; its stream sends one frame a call",
-                            "build the instance engine with --batch 1 (the default)")
-    return engine_batch, engine_batch > 1
