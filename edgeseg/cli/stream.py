@@ -210,8 +210,7 @@ def parse_sources(given: list[tuple[str, str]] | None) -> list[tuple[str | None,
 
 def _feeds(args: argparse.Namespace) -> list:
     """A Feed per source, each with its own output (when --output is given) and the window shared as a grid."""
-    from edgeseg.runtime.feeds import Feed, check_feed_names, output_for
-    from edgeseg.runtime.pipeline import default_names
+    from edgeseg.runtime.feeds import Feed, check_feed_names, default_names, output_for
     from edgeseg.runtime.sinks import WindowSink, output_sink
     from edgeseg.runtime.sources import Reconnect, open_source
 

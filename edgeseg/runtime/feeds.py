@@ -1,9 +1,10 @@
-"""Several sources into one engine: a feed per source, and the mailboxes that batch their frames.
+"""Several sources into one engine: a feed per source, the mailboxes that batch their frames, and how many
+engine calls run at once.
 
 A *feed* is one source with its own sinks, statistics, stop switch and error: a camera that dies or
 stalls ends its own feed (its reader keeps reconnecting meanwhile) and never holds the others back.
 
-The engine side takes frames from all feeds at once (`Mailboxes.take`): whatever is ready, round-robin
+The engine side takes frames from all feeds at once (`Mailboxes.get`): whatever is ready, round-robin
 over the feeds so that none starves, at most `max_batch` frames a call. A live feed keeps only its
 newest frame (a new one replaces an unread one, counted as dropped); a file feed holds up to
 `capacity` frames and its reader waits for room, so every file frame is processed.
@@ -16,7 +17,6 @@ import os
 import queue
 import re
 import threading
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -108,7 +108,7 @@ class Mailboxes:
     def __init__(self, live: Sequence[bool], capacity: int, max_batch: int,
                  on_drop: Callable[[int], None]) -> None:
         self._cond = threading.Condition()
-        self._boxes = [deque() for _ in live]
+        self._boxes = [collections.deque() for _ in live]
         self._live = list(live)
         self._closed = [False] * len(live)
         self._capacity = max(1, capacity)
