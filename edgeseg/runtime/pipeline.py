@@ -168,8 +168,9 @@ class Pipeline:
                     break
                 t = time.perf_counter()
                 packet = Packet(feed, feed.frames_read, frame, t, resize_to_input(frame, self.size))
-                ring.add(time.perf_counter() - t0)
-                self.recorder.rings["capture"].add(time.perf_counter() - t0)
+                took = time.perf_counter() - t0  # read and resize
+                ring.add(took)
+                self.recorder.rings["capture"].add(took)
                 self._count(feed, "captured")
                 out.put(feed.index, packet)
                 feed.frames_read += 1
