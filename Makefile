@@ -35,7 +35,7 @@ test: install-dev
 # has GStreamer (the pip wheel has not), in .venv-gst beside Debian's numpy and ONNX Runtime from PyPI: the
 # smallest vehicle image, on which the --gst tests run `edgeseg stream`.
 STREAM_DEBS := python3-opencv python3-gi python3-venv gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp \
-	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-tools
+	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools
 system-streams:
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(STREAM_DEBS) >/dev/null \
 		|| (apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(STREAM_DEBS) >/dev/null)
