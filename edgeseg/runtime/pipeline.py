@@ -141,12 +141,15 @@ class Pipeline:
 
     def _feed_failed(self, feed: FeedState, exc: BaseException) -> None:
         """A source's own error ends its feed only; with one source, that is the stream's error."""
+        feed.fail(exc)
         if len(self.feeds) == 1:
-            feed.fail(exc)
             self._fail(exc)
             return
-        feed.fail(exc)
         self._log(f"edgeseg: source {feed.name} ended with an error ({error_text(exc)}); the others stream on")
+
+    def _first_error(self) -> BaseException | None:
+        """The stream's own error (engine, sink), else the first source's that gave up."""
+        return self._error or next((f.error for f in self.feeds if f.error is not None), None)
 
     def _count(self, feed: FeedState, name: str, n: int = 1) -> None:
         feed.recorder.count(name, n)
@@ -284,7 +287,7 @@ class Pipeline:
         finally:
             self._close()
             self.stats = self._freeze()
-        error = self._error or next((f.error for f in self.feeds if f.error is not None), None)
+        error = self._first_error()
         if error is not None:
             raise error
         return self.stats
@@ -400,15 +403,14 @@ class Pipeline:
         m = self.session.manifest
         engine = {"name": m.name, **self.session.describe(), "input_size": list(self.size), "batch": self.batch,
                   "workers": self.workers}
-        all_sinks = [s for f in self.feeds for s in f.sinks]
+        all_sinks = list({id(s): s for f in self.feeds for s in f.sinks}.values())  # a shared window once
         settings = {"view": self.config.view, "alpha": self.config.alpha, "max_frames": self.config.max_frames,
                     "score_threshold": self.threshold, "sinks": [s.describe() for s in all_sinks]}
         sources = [self._feed_stats(f) for f in self.feeds]
-        first_error = self._error or next((f.error for f in self.feeds if f.error is not None), None)
         tallies = [f.tally for f in self.feeds if f.tally is not None]
         return self.recorder.freeze(source=describe_sources([(f.name, f.source) for f in self.feeds]),
                                     engine=engine, settings=settings, stopped_by=self._overall_stop(),
-                                    error=error_text(first_error), engine_only=engine_only_stats, ratio=ratio,
+                                    error=error_text(self._first_error()), engine_only=engine_only_stats, ratio=ratio,
                                     outputs=[o for s in sources for o in s["outputs"]],
                                     instances=InstanceTally.merged(tallies) if tallies else None, sources=sources)
 

@@ -131,7 +131,7 @@ class StreamStats:
             for s in self.sources:
                 f = s["frames"]
                 lines.append(f"  {s['name']} ({s['source']['kind']}): {f['processed']} frames, {s['fps']:.1f} FPS, "
-                             f"e2e p50/p95 {_short(s['e2e'])} ms; dropped {f['dropped']}, corrupt {f['corrupt']}, "
+                             f"e2e p50/p95 {LatencySummary(**s['e2e']).short()} ms; dropped {f['dropped']}, corrupt {f['corrupt']}, "
                              f"reconnects {f['reconnects']}; stopped by {s['stopped_by']}"
                              + (f"; error: {s['error']}" if s.get("error") else ""))
         if self.instances and self.instances.get("frames"):
@@ -140,10 +140,6 @@ class StreamStats:
             lines.append(f"  objects with score >= {i['score_threshold']:.2f}: {i['mean_per_frame']:.2f} per frame "
                          f"(max {i['max_per_frame']}); {i['shown']} in all: {counts}")
         return "\n".join(lines)
-
-
-def _short(summary: dict[str, Any]) -> str:
-    return "-" if summary.get("p50_ms") is None else f"{summary['p50_ms']:.1f}/{summary['p95_ms']:.1f}"
 
 
 class StatsRecorder:

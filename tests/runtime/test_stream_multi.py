@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 
+import cv2
 import numpy as np
 import pytest
 from streamkit import ENGINE_SIZE, QUIET, frames_in
@@ -149,14 +150,13 @@ def test_outputs_per_source_and_the_grid():
 
 
 def test_the_cli_takes_named_sources_and_writes_one_output_each(engine_dir, video, tmp_path, capsys):
-    argv = ["stream", "--engine", str(engine_dir), "--video", f"left={video}", "--images", f"right={video.parent}",
+    images = tmp_path / "images"
+    images.mkdir()
+    cv2.imwrite(str(images / "frame.png"), np.zeros((8, 8, 3), np.uint8))
+    argv = ["stream", "--engine", str(engine_dir), "--video", f"left={video}", "--images", f"right={images}",
             "--video", str(video), "--output", str(tmp_path / "out.mp4"), "--stats", str(tmp_path / "s.json"),
             "--report-every", "0", "--engine-fps", "0"]
-    (video.parent / "frame.png").write_bytes(__import__("cv2").imencode(".png", np.zeros((8, 8, 3), np.uint8))[1])
-    try:
-        assert main(argv) == 0, capsys.readouterr().err
-    finally:
-        (video.parent / "frame.png").unlink()
+    assert main(argv) == 0, capsys.readouterr().err
     stats = json.loads((tmp_path / "s.json").read_text())
     assert [s["name"] for s in stats["sources"]] == ["left", "right", "video1"]  # unnamed: kind + its place among that kind
     assert stats["source"]["kind"] == "several"
