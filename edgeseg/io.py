@@ -153,26 +153,28 @@ def apply_umask(path: Path) -> None:
         os.chmod(entry, full & ~mask)
 
 
-def _is_engine_dir(path: Path) -> bool:
-    return path.is_dir() and (path / MANIFEST_NAME).is_file()  # a link to one: the link is replaced
+def _is_engine_dir(path: Path, marker: str = MANIFEST_NAME) -> bool:
+    return path.is_dir() and (path / marker).is_file()  # a link to one: the link is replaced
 
 
-def check_replaceable(target: Path, overwrite: bool) -> None:
+def check_replaceable(target: Path, overwrite: bool, marker: str = MANIFEST_NAME) -> None:
     """Refuse to publish over `target` unless it is absent, or `overwrite` and it is an engine
-    directory or an empty one: --force replaces an engine, never a folder of someone's other files."""
+    directory (one holding `marker`: an export names its own record) or an empty one: --force replaces
+    what edgeseg wrote, never a folder of someone's other files."""
     if not os.path.lexists(target):
         return
     if not overwrite:
         raise EdgesegError(f"{target} already exists", "choose another --out, or pass --force to replace it")
     if target.is_dir() and not any(target.iterdir()):
         return
-    if not _is_engine_dir(target):
-        raise EdgesegError(f"{target} is not an engine directory (no {MANIFEST_NAME}); --force only replaces engines",
+    if not _is_engine_dir(target, marker):
+        what = "an engine directory" if marker == MANIFEST_NAME else "an edgeseg export"
+        raise EdgesegError(f"{target} is not {what} (no {marker}); --force only replaces what edgeseg wrote",
                            "choose another --out, or move that folder's files away yourself")
 
 
 @contextmanager
-def staged_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+def staged_dir(path: str | os.PathLike, overwrite: bool = False, marker: str = MANIFEST_NAME) -> Iterator[Path]:
     """Yield an empty directory beside `path`; on success it becomes `path` in one rename.
 
     A failure removes the staging directory, so a half-built engine never appears under `path`;
@@ -181,7 +183,7 @@ def staged_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
     there meanwhile, and its engine is never replaced unless `overwrite` was asked.
     """
     target = Path(path)
-    check_replaceable(target, overwrite)
+    check_replaceable(target, overwrite, marker)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
@@ -192,7 +194,7 @@ def staged_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
         yield staging
         apply_umask(staging)
         if overwrite:
-            _replace(staging, target)
+            _replace(staging, target, marker)
         else:
             _publish_new(staging, target)
     finally:
@@ -219,12 +221,12 @@ def _publish_new(staging: Path, target: Path) -> None:
         raise
 
 
-def _replace(staging: Path, target: Path) -> None:
+def _replace(staging: Path, target: Path, marker: str = MANIFEST_NAME) -> None:
     """--force: retire the old engine, rename the new one in, then delete the old one. If another
     build got there in between, put the old one back and say so rather than lose either."""
     if not os.path.lexists(target):
         return _publish_new(staging, target)
-    check_replaceable(target, overwrite=True)
+    check_replaceable(target, overwrite=True, marker=marker)
     retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
     try:
         os.rename(target, retired / target.name)

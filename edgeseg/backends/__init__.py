@@ -6,6 +6,9 @@ its runners, so that run time never imports build time:
   <name>/session.py    load(manifest, root, options: LoadOptions) -> Session      (run time: torch-free)
   <name>/build.py      build(onnx_path, out_dir, spec: BuildSpec) -> Built, FLOAT_PRECISIONS and,
                        where the library can say why INT8 is slow, int8_diagnosis(root, manifest)
+  <name>/serve.py      what Triton, OVMS and DeepStream get from its engines (edgeseg.serve): TRITON_BACKEND,
+                       TRITON_MODEL_FILE, INSTANCE_KIND, RUNTIME, triton_parameters(), served_graph(),
+                       deepstream_graph()
 Nothing outside this package asks which backend it is talking to.
 """
 
@@ -36,7 +39,7 @@ MODULES = {
 # --backend auto: TensorRT where it can run, OpenVINO on x86, else ONNX Runtime (the portable default).
 AUTO_ORDER = ("tensorrt", "openvino", "onnxruntime")
 
-__all__ = ["Availability", "names", "get", "session_side", "build_side", "availability", "resolve"]
+__all__ = ["Availability", "names", "get", "session_side", "build_side", "serve_side", "availability", "resolve"]
 
 
 def names() -> list[str]:
@@ -58,6 +61,11 @@ def session_side(name: str) -> ModuleType:
 def build_side(name: str) -> ModuleType:
     """The build-time half: `build(onnx_path, out_dir, spec) -> Built`, `FLOAT_PRECISIONS`."""
     return importlib.import_module(get(name).__name__ + ".build")
+
+
+def serve_side(name: str) -> ModuleType:
+    """The serving half: what a model server gets from this backend's engines (edgeseg.serve)."""
+    return importlib.import_module(get(name).__name__ + ".serve")
 
 
 def availability(name: str) -> Availability:

@@ -13,7 +13,7 @@ import sys
 from typing import Sequence
 
 from edgeseg import __version__
-from edgeseg.cli import bench, demo, engines, evaluate, report, stream, zoo
+from edgeseg.cli import bench, demo, engines, evaluate, report, serve, stream, zoo
 from edgeseg.cli.common import parse_size
 from edgeseg.errors import EdgesegError
 
@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgeseg", description="Segmentation networks to edge engines.")
     parser.add_argument("--version", action="version", version=f"edgeseg {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for group in (zoo, evaluate, demo, engines, bench, report, stream):
+    for group in (zoo, evaluate, demo, engines, bench, report, stream, serve):
         group.add_commands(sub)
     return parser
 

@@ -61,7 +61,8 @@ def build(onnx_path: Path, out_dir: Path, spec: BuildSpec) -> Built:
     dla = spec.options.dla_core
     options = {"strongly_typed": strongly_typed, "workspace": spec.options.workspace,
                "dla_core": dla, "gpu": gpu, "compute_capability": capability,
-               "timing_cache": str(cache_path), "int8_mode": int8}
+               "timing_cache": str(cache_path), "int8_mode": int8,
+               "max_batch": spec.options.max_batch}  # the profile's largest batch (Triton's max_batch_size limit)
     device = f"{gpu} (sm_{capability.replace('.', '')})" + (f", DLA core {dla} with GPU fallback" if dla is not None else "")
     return Built(files, spec.precision, device, trt.__version__, _note(spec.precision, strongly_typed, int8), options,
                  _not_int8(out_dir, int8, pinned))
