@@ -174,19 +174,22 @@ def check_replaceable(target: Path, overwrite: bool, marker: str = MANIFEST_NAME
 
 
 @contextmanager
-def staged_dir(path: str | os.PathLike, overwrite: bool = False, marker: str = MANIFEST_NAME) -> Iterator[Path]:
+def staged_dir(path: str | os.PathLike, overwrite: bool = False, marker: str = MANIFEST_NAME,
+               scratch: str | os.PathLike | None = None) -> Iterator[Path]:
     """Yield an empty directory beside `path`; on success it becomes `path` in one rename.
 
     A failure removes the staging directory, so a half-built engine never appears under `path`;
     with `overwrite` the old directory is kept until the new one is in place. The target is checked
     at the start (fail before a long build) and again at publish: another build may have published
-    there meanwhile, and its engine is never replaced unless `overwrite` was asked.
+    there meanwhile, and its engine is never replaced unless `overwrite` was asked. `scratch`: where the
+    staging directory (and a replaced one while it is retired) lives instead of beside `path`, on the same file
+    system: a model server watching `path`'s folder would otherwise see them as models.
     """
     target = Path(path)
     check_replaceable(target, overwrite, marker)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=scratch or target.parent))
     except OSError:  # say why (a read-only disk, a parent that is a file), not only the errno
         require_writable_parent(target, "the engine directory", "choose another --out in a folder you can write to")
         raise
@@ -194,7 +197,7 @@ def staged_dir(path: str | os.PathLike, overwrite: bool = False, marker: str = M
         yield staging
         apply_umask(staging)
         if overwrite:
-            _replace(staging, target, marker)
+            _replace(staging, target, marker, Path(scratch or target.parent))
         else:
             _publish_new(staging, target)
     finally:
@@ -221,13 +224,13 @@ def _publish_new(staging: Path, target: Path) -> None:
         raise
 
 
-def _replace(staging: Path, target: Path, marker: str = MANIFEST_NAME) -> None:
+def _replace(staging: Path, target: Path, marker: str = MANIFEST_NAME, scratch: Path | None = None) -> None:
     """--force: retire the old engine, rename the new one in, then delete the old one. If another
     build got there in between, put the old one back and say so rather than lose either."""
     if not os.path.lexists(target):
         return _publish_new(staging, target)
     check_replaceable(target, overwrite=True, marker=marker)
-    retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+    retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=scratch or target.parent))
     try:
         os.rename(target, retired / target.name)
     except FileNotFoundError:  # another --force build retired it first

@@ -28,12 +28,20 @@ def detect(path: Path) -> str:
         return "triton"
     if (path / deepstream.CONFIG).is_file():
         return "deepstream"
-    if (path / ovms.CONFIG).is_file():
+    triton_models = path.is_dir() and any((p / "config.pbtxt").is_file() for p in path.iterdir() if p.is_dir())
+    if (path / ovms.CONFIG).is_file() and (_lists_models(path / ovms.CONFIG) or not triton_models):
         return "ovms"
-    if path.is_dir() and any((p / "config.pbtxt").is_file() for p in path.iterdir() if p.is_dir()):
+    if triton_models:
         return "triton-repository"
     raise EdgesegError(f"{path} holds no config.pbtxt, {deepstream.CONFIG} or {ovms.CONFIG}",
                        "pass a Triton model folder or repository, a DeepStream model folder, or an OVMS repository")
+
+
+def _lists_models(config: Path) -> bool:
+    try:
+        return "model_config_list" in json.loads(config.read_text())
+    except (OSError, ValueError):
+        return True  # broken JSON named config.json: let the OVMS check say what is wrong
 
 
 def check(path: Path) -> list[str]:

@@ -62,11 +62,12 @@ FILE_KEYS = ("onnx-file", "labelfile-path", "model-engine-file", "int8-calib-fil
 
 
 def one_scale(std: tuple[float, ...]) -> tuple[float, float]:
-    """(s, worst relative error): the single std whose reciprocal is the midpoint of the channels'
-    reciprocals, which makes the largest per-channel scale error as small as one number can."""
+    """(s, worst relative error): one std for three, whose reciprocal is the midpoint of the channels'
+    reciprocals (the largest absolute error of the scale as small as one number makes it), and how far the
+    scale it gives is off for the channel it misses most, relative to that channel's own."""
     inv = 1.0 / np.asarray(std, np.float64)
     mid = (inv.max() + inv.min()) / 2
-    return float(1.0 / mid), float((inv.max() - inv.min()) / (inv.max() + inv.min()))
+    return float(1.0 / mid), float(np.max(np.abs(mid - inv) / inv))
 
 
 def config_lines(manifest: Manifest, served: ServedModel, mode: int, batch: int,
@@ -169,9 +170,10 @@ def _parse(text: str, kind: str | None):
 
 
 def _check_against_graph(model_dir: Path, v: dict, sig) -> list[str]:
-    problems = []
+    problems: list[str] = []
     if len(sig.inputs) != 1:
         return [f"the graph has {len(sig.inputs)} inputs; nvinfer feeds one"]
+    problems += _check_recorded(model_dir, v)
     frames = sig.inputs[0]
     if frames.dtype != "float32":
         problems.append(f"the graph's input {frames.describe()} is not float32: nvinfer writes float32 frames into it")
@@ -187,6 +189,8 @@ def _check_against_graph(model_dir: Path, v: dict, sig) -> list[str]:
     batch = v.get("batch-size", 1)
     if shape and shape[0] is not None and shape[0] != batch:
         problems.append(f"batch-size={batch} but the graph's batch is fixed at {shape[0]}")
+    if shape and shape[0] is not None and shape[0] > 1:
+        problems.append(f"the graph's batch is fixed at {shape[0]}: nvinfer builds batches 1..batch-size from one graph")
     if len(v.get("offsets", [0, 0, 0])) != 3:
         problems.append(f"offsets has {len(v['offsets'])} values for 3 channels")
     names = [o.name for o in sig.outputs]
@@ -200,9 +204,30 @@ def _check_against_graph(model_dir: Path, v: dict, sig) -> list[str]:
     return problems
 
 
+PREPROCESS_KEYS = ("model-color-format", "net-scale-factor", "offsets", "network-input-order")
+
+
+def _check_recorded(model_dir: Path, v: dict) -> list[str]:
+    """The preprocessing keys against the ones the export wrote (edgeseg-export.json): nothing in the graph
+    says which colour order or normalization it expects."""
+    import json
+
+    record = model_dir / "edgeseg-export.json"
+    if not record.is_file():
+        return []
+    written = json.loads(record.read_text()).get("config", {})
+    problems = []
+    for key in PREPROCESS_KEYS:
+        if key in written and _parse(written[key], KEYS[key]) != v.get(key):
+            problems.append(f"{key}={v.get(key)}, but the engine takes {key}={written[key]} (edgeseg-export.json)")
+    return problems
+
+
 def _check_output(model_dir: Path, v: dict, out) -> list[str]:
     kind = v.get("network-type", 0)
     problems = []
+    if out.dtype not in ("float32", "float16", "int8", "int32"):
+        problems.append(f"the output {out.describe()}: nvinfer binds float32, float16, int8 or int32 tensors only")
     classes = _labels(model_dir, v)
     if kind == 2:
         if out.dtype != "float32" or len(out.shape) != 4:

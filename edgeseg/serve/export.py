@@ -10,7 +10,9 @@ outputs, what the client must do, the checks that ran and the parity measured.
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -19,7 +21,7 @@ from pathlib import Path
 
 from edgeseg import __version__
 from edgeseg.errors import BadInputError, EdgesegError, UnknownNameError
-from edgeseg.io import MANIFEST_NAME, atomic_path, check_replaceable, sha256_file, staged_dir
+from edgeseg.io import MANIFEST_NAME, check_replaceable, sha256_file, staged_dir
 from edgeseg.manifest import Manifest, load_manifest
 from edgeseg.serve import deepstream, ovms, parity, triton
 from edgeseg.serve.served import ServedModel, wants_tail, write_deepstream_graph, write_served
@@ -84,16 +86,57 @@ def export(request: ServeRequest) -> ServeExport:
     model_dir = Path(request.out) / name
     check_replaceable(model_dir, request.force, RECORD)
     tail = wants_tail(manifest, request.tail, request.target)
-    if request.target == "ovms":  # refuse a clash in config.json before any work
-        ovms.merged_config(Path(request.out) / ovms.CONFIG, {"config": {"name": name}}, request.force)
-    with staged_dir(model_dir, overwrite=request.force, marker=RECORD) as stage:
+    _PRECHECKS[request.target](request, manifest, name)  # what can be refused is refused before anything is written
+    existed = model_dir.exists()
+    with staged_dir(model_dir, overwrite=request.force, marker=RECORD, scratch=_scratch(Path(request.out))) as stage:
         result = _WRITERS[request.target](request, manifest, root, stage, name, tail)
         result.files = {p.relative_to(stage).as_posix(): sha256_file(p) for p in sorted(stage.rglob("*")) if p.is_file()}
         result.model_dir = model_dir
         (stage / RECORD).write_text(_record(request, manifest, root, result))
-        if request.target == "ovms":
-            _publish_ovms_entry(request, manifest, name, result, stage)
+    if request.target == "ovms":  # listed only once its folder is in place
+        try:
+            ovms.publish_entry(Path(request.out), result.config, request.force)
+        except BaseException:
+            if not existed:
+                shutil.rmtree(model_dir, ignore_errors=True)
+            raise
     return result
+
+
+def _scratch(out: Path) -> Path | None:
+    """Where to stage: beside the repository, not in it (Triton polling a repository would try to load a staging
+    folder as a model), if that folder is on the same file system (a rename cannot cross one); else None."""
+    parent = out.resolve().parent
+    try:
+        same = os.stat(parent).st_dev == os.stat(out if out.exists() else parent).st_dev
+    except OSError:
+        return None
+    return parent if same and os.access(parent, os.W_OK) else None
+
+
+def _precheck_triton(request: ServeRequest, manifest: Manifest, name: str) -> None:
+    from edgeseg.serve import triton_check
+
+    triton_check.model_config_schema()  # the schema must be here: fail before the work, naming the extra
+
+
+def _precheck_ovms(request: ServeRequest, manifest: Manifest, name: str) -> None:
+    ovms.merged_config(Path(request.out) / ovms.CONFIG, {"config": {"name": name, "base_path": name}}, request.force)
+
+
+def _precheck_deepstream(request: ServeRequest, manifest: Manifest, name: str) -> None:
+    if manifest.output.kind == "instances":
+        raise BadInputError(f"{manifest.name} is an instance engine: nvinfer needs a custom box and mask parser library "
+                            "(parse-bbox-instance-mask-func-name) for it, which edgeseg does not ship",
+                            "serve instance engines from Triton or OVMS (--to triton|ovms)")
+    batch = manifest.input.shape[0]
+    if batch is not None and batch > 1:
+        raise BadInputError(f"{manifest.name}'s graph has its batch fixed at {batch}: nvinfer builds every batch from 1 "
+                            "to batch-size from one graph", "build the engine with --dynamic (or --batch 1) for DeepStream")
+    if batch is not None and request.batch not in (None, batch):
+        raise BadInputError(f"--batch {request.batch}, but {manifest.name}'s graph takes batches of {batch}",
+                            "drop --batch, or build the engine with --dynamic")
+    _deepstream_size(manifest, request.input_size)
 
 
 def _triton(request: ServeRequest, manifest: Manifest, root: Path, stage: Path, name: str, tail: bool) -> ServeExport:
@@ -106,7 +149,7 @@ def _triton(request: ServeRequest, manifest: Manifest, root: Path, stage: Path, 
     profile = half.profile_max_batch(root / manifest.backend["engine"], manifest) \
         if hasattr(half, "profile_max_batch") else None
     config = triton.write_model(stage, name, manifest, served, request.triton, profile)
-    problems = triton_check.check_model_dir(stage, served.signature, expected_name=name)
+    problems = triton_check.check_model_dir(stage, served.signature, expected_name=name, exporting=True)
     _refuse(problems, "Triton", stage)
     checks = ["parsed by Triton's ModelConfig protobuf (tritonclient's model_config_pb2)",
               "names, data types and dims against the graph; batch rule; file names; instance kind; label file"]
@@ -137,10 +180,6 @@ def _ovms(request: ServeRequest, manifest: Manifest, root: Path, stage: Path, na
 
 def _deepstream(request: ServeRequest, manifest: Manifest, root: Path, stage: Path, name: str,
                 tail: bool) -> ServeExport:
-    if manifest.output.kind == "instances":
-        raise BadInputError(f"{root} is an instance engine: nvinfer needs a custom box and mask parser library "
-                            "(parse-bbox-instance-mask-func-name) for it, which edgeseg does not ship",
-                            "serve instance engines from Triton or OVMS (--to triton|ovms)")
     size = _deepstream_size(manifest, request.input_size)
     batch = manifest.input.shape[0] or request.batch or request.triton.max_batch
     if request.ds_std not in ("graph", "scale"):
@@ -170,6 +209,9 @@ def _deepstream(request: ServeRequest, manifest: Manifest, root: Path, stage: Pa
 def _deepstream_size(manifest: Manifest, given: tuple[int, int] | None) -> tuple[int, int]:
     h, w = manifest.input.size
     if h and w:
+        if given not in (None, (h, w)):
+            raise BadInputError(f"--input-size {given[0]}x{given[1]}, but {manifest.name} takes {h}x{w} frames only",
+                                "drop --input-size, or build the engine with --dynamic")
         return h, w
     if given:
         return given
@@ -180,11 +222,12 @@ def _deepstream_size(manifest: Manifest, given: tuple[int, int] | None) -> tuple
 def _deepstream_comments(manifest: Manifest, served: ServedModel) -> list[str]:
     lines = [f"edgeseg {__version__}: engine {manifest.name} ({manifest.backend['name']}, "
              f"{manifest.precision['as_run']}); graph: {served.source}, {served.variant or 'as built'}"]
+    out = served.signature.outputs[0]
     if served.kind == "probs":
-        lines.append("network-type=2: the class map is at the output's resolution "
-                     + "x".join(str(d) for d in served.signature.outputs[0].shape[2:]))
+        size = "x".join(str(d) for d in out.shape[2:]) if all(out.shape[2:]) else "of the network's scores"
+        lines.append(f"network-type=2: the class map is at the output's resolution {size}")
     else:
-        lines.append("network-type=100: read the uint8 label map from NvDsInferTensorMeta (output-tensor-meta=1)")
+        lines.append(f"network-type=100: read the {out.dtype} label map from NvDsInferTensorMeta (output-tensor-meta=1)")
     return lines + served.notes
 
 
@@ -212,13 +255,6 @@ def _one_scale_effect(manifest: Manifest, root: Path, served: ServedModel, frame
     return text
 
 
-def _publish_ovms_entry(request: ServeRequest, manifest: Manifest, name: str, result: ServeExport, stage: Path) -> None:
-    path = Path(request.out) / ovms.CONFIG
-    data = ovms.merged_config(path, result.config, request.force)
-    with atomic_path(path, overwrite=True) as tmp:
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
-
-
 def _refuse(problems: list[str], server: str, stage: Path) -> None:
     if problems:
         raise EdgesegError(f"the {server} configuration edgeseg wrote fails its checks: " + "; ".join(problems),
@@ -241,10 +277,11 @@ def _record(request: ServeRequest, manifest: Manifest, root: Path, result: Serve
         "manifest_sha256": sha256_file(root / MANIFEST_NAME), "backend": manifest.backend["name"],
         "precision": manifest.precision["as_run"], "output": result.kind, "client_tail": result.client_tail,
         "graph": f"{result.source}: {result.variant or 'unchanged'}", "notes": result.notes, "checks": result.checks,
-        "parity": result.parity, "signature": result.signature, "files": result.files, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "parity": result.parity, "signature": result.signature, "config": result.config, "files": result.files, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": request.command, "edgeseg_version": __version__,
     }
     return json.dumps(record, indent=2) + "\n"
 
 
 _WRITERS = {"triton": _triton, "ovms": _ovms, "deepstream": _deepstream}
+_PRECHECKS = {"triton": _precheck_triton, "ovms": _precheck_ovms, "deepstream": _precheck_deepstream}

@@ -9,6 +9,7 @@
   the identity; otherwise a cast to uint8 is put in front. Both are exact for whole-number values.
 - `prepend_channel_scale`: nvinfer normalizes with one scale for three channels; a graph that takes
   normalized float NCHW gets the per-channel 1/std as its first operation, so nvinfer's part is exact.
+- `cast_output`: nvinfer binds FLOAT, HALF, INT8 and INT32 tensors only, so uint8 label maps become int32.
 - `append_softmax`: nvinfer's semantic segmentation parser keeps a class only where its score beats
   `segmentation-threshold` and -1 (its starting maximum): raw logits below -1 would be left unlabelled.
   Softmax does not change the argmax and puts every winning score above 1/C.
@@ -117,6 +118,22 @@ def prepend_channel_scale(src: Path, dst: Path, frames: str, scales: list[float]
     graph.initializer.append(helper.make_tensor("serve_channel_scale", TensorProto.FLOAT, [1, len(scales), 1, 1],
                                                 [float(v) for v in scales]))
     graph.node.insert(0, helper.make_node("Mul", [frames, "serve_channel_scale"], [scaled], name="serve_channel_scale"))
+    _save_checked(model, dst)
+
+
+def cast_output(src: Path, dst: Path, dtype: int) -> None:
+    """src's single output cast to `dtype` (an onnx.TensorProto type), under its own name."""
+    model = onnx.load(str(src))
+    graph = model.graph
+    _one_output(graph, "cast the output")
+    out = graph.output[0]
+    inner = out.name + "_uncast"
+    for node in graph.node:
+        node.output[:] = [inner if name == out.name else name for name in node.output]
+    graph.node.append(helper.make_node("Cast", [inner], [out.name], to=dtype, name="serve_cast_output"))
+    dims = _dims(out)
+    del graph.output[:]
+    graph.output.append(helper.make_tensor_value_info(out.name, dtype, [d or None for d in dims]))
     _save_checked(model, dst)
 
 

@@ -43,8 +43,22 @@ def model_entry(name: str, manifest: Manifest, served: ServedModel) -> dict:
     return {"config": config}
 
 
+def publish_entry(out: Path, entry: dict, force: bool) -> None:
+    """Add `entry` to out/config.json, rewritten whole, under a lock so that two exports at once keep both."""
+    import fcntl
+
+    from edgeseg.io import atomic_path
+
+    with open(out / ".config.json.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        data = merged_config(out / CONFIG, entry, force)
+        with atomic_path(out / CONFIG, overwrite=True) as tmp:
+            tmp.write_text(json.dumps(data, indent=2) + "\n")
+
+
 def merged_config(existing: Path, entry: dict, force: bool) -> dict:
-    """config.json with `entry` added; an existing entry of the same name is replaced only with --force."""
+    """config.json with `entry` added; an existing entry of the same name is replaced only with --force, and
+    only if it is edgeseg's (its base_path the folder the export writes)."""
     from edgeseg.errors import EdgesegError
 
     data = {"model_config_list": []}
@@ -58,15 +72,26 @@ def merged_config(existing: Path, entry: dict, force: bool) -> dict:
             raise EdgesegError(f"{existing} does not pass OVMS's schema: {problems[0]}", "fix or move it, then export again")
     name = entry["config"]["name"]
     others = [m for m in data["model_config_list"] if m["config"]["name"] != name]
-    if len(others) != len(data["model_config_list"]) and not force:
+    same = [m["config"] for m in data["model_config_list"] if m["config"]["name"] == name]
+    if same and not force:
         raise EdgesegError(f"{existing} already serves a model named {name!r}",
                            "pass --name to export under another name, or --force to replace it")
+    if same and same[0].get("base_path") != entry["config"].get("base_path"):
+        raise EdgesegError(f"{existing} serves {name!r} from {same[0].get('base_path')!r}, not from edgeseg's folder "
+                           f"{entry['config'].get('base_path')!r}; --force only replaces what edgeseg wrote",
+                           "pass --name to export under another name")
     data["model_config_list"] = others + [entry]
     return data
 
 
 def schema_problems(data) -> list[str]:
-    import jsonschema
+    try:
+        import jsonschema
+    except ImportError:
+        from edgeseg.errors import EdgesegError
+
+        raise EdgesegError("jsonschema is not installed: OVMS's config.json cannot be checked",
+                           "pip install 'edgeseg[serve]'") from None
 
     validator = jsonschema.Draft7Validator(schema())
     return [f"{'/'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}"
@@ -96,8 +121,12 @@ def check_model(root: Path, config: dict) -> list[str]:
     name = config["name"]
     if "base_path" not in config:
         return [f"{name}: base_path is missing"]
+    if "://" in config["base_path"]:
+        return []  # cloud storage (gs://, s3://, azure://): not readable from here
     base = Path(config["base_path"])
     base = base if base.is_absolute() else root / base
+    if base.is_file() and base.suffix in (".xml", ".onnx"):  # a single model file: OVMS serves it as version 1
+        return _check_layout(name, config, read_signature(base))
     versions = sorted(p for p in base.iterdir() if p.is_dir() and p.name.isdigit() and int(p.name) > 0) \
         if base.is_dir() else []
     if not versions:

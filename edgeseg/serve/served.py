@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgeseg.backends import serve_side
+from onnx import TensorProto
+
 from edgeseg.errors import BadInputError, EdgesegError
 from edgeseg.manifest import Manifest
 from edgeseg.runtime.tail import KIND as LOWRES
@@ -19,6 +21,7 @@ from edgeseg.serve import onnx_graph
 from edgeseg.serve.tensors import Signature
 
 TAILS = ("auto", "server", "client")
+DEEPSTREAM_LABEL_TYPES = ("int32", "int8")  # the integer types nvinfer binds (NvDsInferDataType: FLOAT, HALF, INT8, INT32)
 
 
 @dataclass
@@ -109,6 +112,10 @@ def write_deepstream_graph(manifest: Manifest, root: Path, folder: Path, graph: 
         onnx_graph.append_softmax(current, scratch / "probs.onnx")
         current, served.kind = scratch / "probs.onnx", "probs"
         steps.append("softmax over the classes")
+    if served.kind == "labels" and onnx_graph.signature(current).outputs[0].dtype not in DEEPSTREAM_LABEL_TYPES:
+        onnx_graph.cast_output(current, scratch / "int32.onnx", TensorProto.INT32)
+        current = scratch / "int32.onnx"
+        steps.append("int32 labels (nvinfer binds no uint8 or int64 tensor)")
     shutil.copyfile(current, folder / graph)
     served.variant = ", ".join(steps)
     served.signature = onnx_graph.signature(folder / graph)

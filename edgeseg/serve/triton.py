@@ -7,6 +7,8 @@ The configuration is written from the served graph's own inputs and outputs (`Si
   from server-side batching, so this is right for all three backends.
 - `format: FORMAT_NHWC` only with exactly three dims (Triton refuses it otherwise): the uint8 frames of a
   batching engine.
+- no `label_filename`: Triton uses it for its classification extension (top-k of a class vector), which means
+  nothing for a label map; labels.txt is named in the parameters instead.
 - instance group: the kind the engine was built for (CPU for ONNX Runtime and OpenVINO, GPU for TensorRT).
 - `parameters`: what the manifest knows and Triton has no field for (classes, palette, precision as run,
   preprocessing, output kind, what the client must still do), as strings under `edgeseg.`; the backends
@@ -52,8 +54,7 @@ def model_config(name: str, manifest: Manifest, served: ServedModel, options: Tr
         config["default_model_filename"] = served.graph
     config["input"] = [_io(t, max_batch, frames=t.name == manifest.input.name and manifest.input.layout == "NHWC")
                        for t in sig.inputs]
-    config["output"] = [_io(t, max_batch, label_file=served.kind in ("labels", "logits", "lowres-logits"))
-                        for t in sig.outputs]
+    config["output"] = [_io(t, max_batch) for t in sig.outputs]
     if max_batch:
         config["dynamic_batching"] = {"max_queue_delay_microseconds": options.queue_delay_us}
     config["instance_group"] = [{"count": options.instances, "kind": Enum(half.INSTANCE_KIND)}]
@@ -62,14 +63,12 @@ def model_config(name: str, manifest: Manifest, served: ServedModel, options: Tr
     return config
 
 
-def _io(t: Tensor, max_batch: int, frames: bool = False, label_file: bool = False) -> dict:
+def _io(t: Tensor, max_batch: int, frames: bool = False) -> dict:
     dims = [-1 if d is None else d for d in (t.shape[1:] if max_batch else t.shape)]
     entry: dict = {"name": t.name, "data_type": Enum(TRITON_TYPES[t.dtype])}
     if frames and len(dims) == 3:
         entry["format"] = Enum("FORMAT_NHWC")
     entry["dims"] = dims
-    if label_file:
-        entry["label_filename"] = LABELS
     return entry
 
 
@@ -79,6 +78,7 @@ def edgeseg_parameters(manifest: Manifest, served: ServedModel) -> dict[str, str
     params = {
         "edgeseg.engine": manifest.name,
         "edgeseg.classes": json.dumps(list(manifest.classes)),
+        "edgeseg.labels_file": LABELS,  # one class a line; not `label_filename`, which is for classification outputs
         "edgeseg.palette_bgr": json.dumps([list(c) for c in manifest.palette]),
         "edgeseg.ignore_index": str(manifest.ignore_index),
         "edgeseg.precision": manifest.precision["as_run"],

@@ -10,9 +10,9 @@ The rules (from triton-inference-server core's model_config_utils.cc and the onn
 tensorrt backends): the name is the folder's; numbered version folders hold the backend's model file;
 every graph input is configured and every configured tensor exists, with the graph's data type; dims are
 >= 1 or -1, and with max_batch_size > 0 they leave out the batch dimension, which the graph must leave
-open; a fixed graph dimension must be configured as itself (ONNX Runtime and OpenVINO compare them,
--1 included; TensorRT skips -1 on either side); FORMAT_NHWC/NCHW need exactly three dims; preferred
-batch sizes lie in 1..max_batch_size; TensorRT runs on KIND_GPU instances, OpenVINO on KIND_CPU ones;
+open; a fixed graph dimension must be configured as itself (ONNX Runtime compares -1 too; TensorRT and
+OpenVINO skip a configured -1); FORMAT_NHWC/NCHW need exactly three dims; preferred batch sizes lie in
+1..max_batch_size; TensorRT runs on KIND_GPU (or KIND_AUTO) instances, OpenVINO on KIND_CPU ones only;
 a label file named by an output exists.
 """
 
@@ -28,7 +28,8 @@ from edgeseg.serve.tensors import TRITON_TYPES, Signature
 SERVE_EXTRA = "pip install 'edgeseg[serve]' (it brings tritonclient, whose wheel carries Triton's ModelConfig schema)"
 BACKEND_FILES = {"onnxruntime": "model.onnx", "openvino": "model.xml", "tensorrt": "model.plan"}
 PLATFORMS = {"onnxruntime_onnx": "onnxruntime", "tensorrt_plan": "tensorrt"}
-INSTANCE_KINDS = {"tensorrt": ("KIND_GPU", "KIND_AUTO"), "openvino": ("KIND_CPU", "KIND_AUTO")}
+# KIND_AUTO becomes KIND_GPU where the server has GPUs: fine for TensorRT, refused by the openvino backend
+INSTANCE_KINDS = {"tensorrt": ("KIND_GPU", "KIND_AUTO"), "openvino": ("KIND_CPU",)}
 _SCHEMA = None
 
 
@@ -64,10 +65,12 @@ def parse_config(text: str):
                            "fix that line (field names and enum values as in Triton's model_config.proto)") from exc
 
 
-def check_model_dir(model_dir: Path, recorded: Signature | None = None, expected_name: str | None = None) -> list[str]:
+def check_model_dir(model_dir: Path, recorded: Signature | None = None, expected_name: str | None = None,
+                    exporting: bool = False) -> list[str]:
     """Every problem Triton would have loading `model_dir` (empty: none found). `recorded`: the signature
     to compare with where the graph cannot be read here (a TensorRT plan without TensorRT); `expected_name`:
-    the folder name it will be published under (default its own)."""
+    the folder name it will be published under (default its own); `exporting`: `recorded` is what the export
+    just read from the graph the plan was built from (no record to verify it against yet)."""
     path = model_dir / "config.pbtxt"
     if not path.is_file():
         return [f"{path} is missing"]
@@ -92,10 +95,11 @@ def check_model_dir(model_dir: Path, recorded: Signature | None = None, expected
         graph = version / filename
         if not graph.is_file():
             problems.append(f"{graph} is missing: the {backend} backend loads {filename}")
-        elif backend == "openvino" and not graph.with_suffix(".bin").is_file():
+        elif graph.suffix == ".xml" and not graph.with_suffix(".bin").is_file():
             problems.append(f"{graph.with_suffix('.bin')} is missing beside {graph.name}")
         elif signature is None:
-            signature = _graph_signature(graph, recorded)
+            signature, problem = _graph_signature(graph, recorded, model_dir, exporting)
+            problems += [problem] if problem else []
     if signature is None:
         return problems
     problems += _check_io(config, signature, backend)
@@ -108,10 +112,32 @@ def check_model_dir(model_dir: Path, recorded: Signature | None = None, expected
     return problems
 
 
-def _graph_signature(graph: Path, recorded: Signature | None) -> Signature | None:
+def _graph_signature(graph: Path, recorded: Signature | None, model_dir: Path,
+                     exporting: bool) -> tuple[Signature | None, str]:
+    """The graph's I/O, or (a plan TensorRT cannot read here) the one recorded at export, if the plan is still
+    the file that was exported; else (None, why nothing about the tensors was checked)."""
+    from edgeseg.io import sha256_file
     from edgeseg.serve.served import read_signature
 
-    return read_signature(graph) or recorded
+    found = read_signature(graph)
+    if found is not None or (exporting and recorded is not None):
+        return found or recorded, ""
+    exported = _recorded_hash(model_dir, graph)
+    if recorded is None or exported is None:
+        return None, (f"{graph.name} cannot be read here (no TensorRT) and no edgeseg-export.json records its inputs "
+                      "and outputs: names, data types and dims were not checked")
+    if sha256_file(graph) != exported:
+        return None, (f"{graph.name} is not the file edgeseg exported (sha256 differs from edgeseg-export.json): "
+                      "its inputs and outputs were not checked")
+    return recorded, ""
+
+
+def _recorded_hash(model_dir: Path, graph: Path) -> str | None:
+    record = model_dir / "edgeseg-export.json"
+    if not record.is_file():
+        return None
+    files = json.loads(record.read_text()).get("files", {})
+    return files.get(graph.relative_to(model_dir).as_posix())
 
 
 def _check_io(config, signature: Signature, backend: str) -> list[str]:
@@ -163,8 +189,8 @@ def _check_dims(kind: str, entry, tensor, max_batch: int, backend: str) -> list[
                 problems.append(f"{where}: max_batch_size {max_batch} needs an open batch dimension, but the graph's "
                                 f"is fixed at {model} (export with --dynamic, or set max_batch_size: 0 and full dims)")
             continue
-        if model == -1 or cfg == model or (backend == "tensorrt" and cfg == -1):
-            continue
+        if model == -1 or cfg == model or (backend in ("tensorrt", "openvino") and cfg == -1):
+            continue  # TensorRT and OpenVINO skip a -1 in the configuration; ONNX Runtime compares it
         problems.append(f"{where}: dimension {axis} is {cfg} but the graph's is {model} ({tensor.describe()})")
     return problems
 

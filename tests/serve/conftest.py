@@ -77,3 +77,8 @@ def trt_engine(labels_engine, tmp_path_factory):
 @pytest.fixture(scope="session")
 def ov_dynamic_engine(serve_checkpoint, tmp_path_factory):
     return build(serve_checkpoint, tmp_path_factory.mktemp("serve-eng") / "ovdyn", "openvino", dynamic=True)
+
+
+@pytest.fixture(scope="session")
+def batch2_engine(serve_checkpoint, tmp_path_factory):
+    return build(serve_checkpoint, tmp_path_factory.mktemp("serve-eng") / "batch2", "onnxruntime", batch=2)

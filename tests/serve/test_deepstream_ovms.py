@@ -43,8 +43,21 @@ def test_deepstream_label_maps_go_through_tensor_meta(ort_engine, tmp_path):
     result = _ds(ort_engine, tmp_path, tail="server")
     keys = read_config(result.model_dir / "config_infer_primary.txt")
     assert (keys["network-type"], keys["output-tensor-meta"]) == ("100", "1") and result.kind == "labels"
-    assert signature(result.model_dir / "model.onnx").outputs[0].shape == (1, 64, 96)
+    out = signature(result.model_dir / "model.onnx").outputs[0]
+    assert out.shape == (1, 64, 96) and out.dtype == "int32"  # nvinfer binds no uint8 tensor
+    assert result.parity["agreement"] >= 0.999
     assert check(result.model_dir) == []
+    triton = export(ServeRequest(ort_engine, "triton", tmp_path / "triton"))  # the same graph with uint8 labels
+    graph = triton.model_dir / "1" / "model.onnx"
+    assert signature(graph).outputs[0].dtype == "uint8"
+    shutil.copyfile(graph, result.model_dir / "model.onnx")
+    assert any("nvinfer binds float32, float16, int8 or int32" in p for p in check(result.model_dir))
+
+
+def test_deepstream_refuses_a_graph_with_a_fixed_batch_above_one(batch2_engine, tmp_path):
+    with pytest.raises(BadInputError, match="batch fixed at 2"):
+        _ds(batch2_engine, tmp_path)
+    assert not tmp_path.joinpath("batch2").exists()
 
 
 def test_deepstream_normalized_input_is_exact_with_the_std_in_the_graph(host_preprocess_engine, tmp_path):
@@ -90,6 +103,8 @@ DS_BREAKS = [
     ("labelfile-path=labels.txt", "labelfile-path=classes.txt", r"labelfile-path=classes.txt: no such file"),
     ("num-detected-classes=11", "num-detected-classes=4", r"num-detected-classes=4 but the output has 11"),
     ("scaling-filter=1", "scaling-filter=bilinear", r"scaling-filter=bilinear: expected int"),
+    ("model-color-format=1", "model-color-format=0", r"model-color-format=0, but the engine takes model-color-format=1"),
+    ("net-scale-factor=1.0", "net-scale-factor=0.0039", r"net-scale-factor=0.0039, but the engine takes"),
     ("network-mode=0", "network-mode=1", r"network-mode=1 \(INT8\) without int8-calib-file, and the graph has no Q/DQ"),
 ]
 
@@ -164,6 +179,30 @@ def test_a_broken_ovms_config_is_caught(ov_engine, tmp_path, mutate, problem):
     (tmp_path / "config.json").write_text(json.dumps(data))
     problems = check(tmp_path)
     assert any(re.search(problem, p) for p in problems), problems
+
+
+def test_ovms_lists_a_model_only_once_its_folder_is_in_place(ov_engine, ort_engine, tmp_path, monkeypatch):
+    from edgeseg.serve import ovms
+
+    export(ServeRequest(ort_engine, "ovms", tmp_path))
+    before = (tmp_path / "config.json").read_text()
+
+    def fails(*args, **kwargs):
+        raise EdgesegError("disk full", "free space")
+
+    monkeypatch.setattr(ovms, "publish_entry", fails)  # the config.json rewrite fails after the folder's rename
+    with pytest.raises(EdgesegError, match="disk full"):
+        export(ServeRequest(ov_engine, "ovms", tmp_path))
+    assert (tmp_path / "config.json").read_text() == before and not (tmp_path / "ov").exists()
+    assert check(tmp_path) == []
+
+
+def test_ovms_force_never_replaces_an_entry_edgeseg_did_not_write(ov_engine, tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_config_list": [
+        {"config": {"name": "ov", "base_path": "/models/someone-elses"}}]}))
+    with pytest.raises(EdgesegError, match="only replaces what edgeseg wrote"):
+        export(ServeRequest(ov_engine, "ovms", tmp_path, force=True))
+    assert not (tmp_path / "ov").exists()
 
 
 def test_ovms_catches_two_models_in_a_version_and_a_missing_bin(ov_engine, ort_engine, tmp_path):

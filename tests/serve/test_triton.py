@@ -29,10 +29,11 @@ def test_onnxruntime_engine_serves_label_maps_with_the_host_tail_appended(ort_en
     config = parse_config((model / "config.pbtxt").read_text())
     assert (config.name, config.backend, config.max_batch_size) == ("ort", "onnxruntime", 0)
     assert [(t.name, list(t.dims)) for t in config.input] == [("frames", [1, 64, 96, 3])]
-    assert [(t.name, list(t.dims), t.label_filename) for t in config.output] == [("labels", [1, 64, 96], "labels.txt")]
+    assert [(t.name, list(t.dims), t.label_filename) for t in config.output] == [("labels", [1, 64, 96], "")]
     assert not config.HasField("dynamic_batching")  # a fixed batch-1 graph: nothing to batch
     params = {k: v.string_value for k, v in config.parameters.items()}
     assert json.loads(params["edgeseg.classes"])[:2] == ["sky", "building"] and params["edgeseg.output"] == "labels"
+    assert params["edgeseg.labels_file"] == "labels.txt"  # not label_filename: that is Triton's classification
     assert (model / "labels.txt").read_text().splitlines()[0] == "sky"
     # the served graph, run as Triton's onnxruntime backend would, gives the engine's labels
     assert result.parity["agreement"] >= 0.999 and result.parity["frames"] == 4
@@ -107,7 +108,7 @@ BREAKS = [
     ('name: "frames"', 'name: "images"', r"graph input 'frames' is not configured"),
     ("dims: [ 1, 64, 96, 3 ]", "format: FORMAT_NHWC\n    dims: [ 1, 64, 96, 3 ]", r"FORMAT_NHWC needs exactly 3 dims"),
     ('name: "ort"', 'name: "other"', r"not the folder's name"),
-    ('label_filename: "labels.txt"', 'label_filename: "classes.txt"', r"label_filename 'classes.txt' is not in"),
+    ("dims: [ 1, 64, 96 ]", 'dims: [ 1, 64, 96 ]\n    label_filename: "classes.txt"', r"label_filename 'classes.txt' is not in"),
     ("kind: KIND_CPU", "kind: KIND_GPU", None),  # Triton's ORT backend runs on GPUs too: not a problem
     ("max_batch_size: 0", "max_batch: 0", r"not a valid Triton ModelConfig"),  # unknown field: the schema
     ("TYPE_UINT8", "TYPE_UINT9", r"not a valid Triton ModelConfig"),  # unknown enum value: the schema
@@ -151,6 +152,22 @@ def test_tensorrt_on_cpu_instances_is_caught(trt_engine, tmp_path):
     text = (model / "config.pbtxt").read_text().replace("KIND_GPU", "KIND_CPU")
     (model / "config.pbtxt").write_text(text)
     assert any("runs on KIND_GPU" in p for p in check(model))
+
+
+def test_openvino_on_auto_instances_is_caught(ov_engine, tmp_path):
+    """KIND_AUTO becomes KIND_GPU on a server with GPUs, which Triton's openvino backend refuses."""
+    model = _export(ov_engine, tmp_path).model_dir
+    (model / "config.pbtxt").write_text((model / "config.pbtxt").read_text().replace("KIND_CPU", "KIND_AUTO"))
+    assert any("runs on KIND_CPU" in p for p in check(model))
+
+
+def test_a_plan_that_cannot_be_read_is_not_passed_unchecked(trt_engine, tmp_path):
+    model = _export(trt_engine, tmp_path).model_dir
+    assert check(model) == []  # the plan exported, compared with the graph recorded from its ONNX
+    (model / "1" / "model.plan").write_bytes(b"another plan")
+    assert any("is not the file edgeseg exported" in p for p in check(model))
+    (model / "edgeseg-export.json").unlink()
+    assert any("were not checked" in p for p in check(model))
 
 
 def test_exports_are_atomic_and_never_overwrite(ort_engine, tmp_path):

@@ -40,6 +40,11 @@ def ovms_plugin_config(manifest: Manifest) -> dict[str, str]:
 
 
 def served_graph(manifest: Manifest, target: str) -> tuple[str, str]:
+    if target == "triton":
+        return manifest.backend["engine"], (
+            "Triton's openvino backend takes no f32 precision hint (only HINT_BF16): on CPUs with bf16 (AVX512_BF16, "
+            "AMX) OpenVINO runs the float layers in bf16, which the parity here (f32) did not measure; OVMS takes "
+            "the hint (--to ovms)")
     return manifest.backend["engine"], ""
 
 
