@@ -98,7 +98,7 @@ def _refuse_semantic_options(request: BuildRequest) -> None:
     graph, int8 = request.graph, request.int8
     said = [flag for flag, value in (
         ("--batch", graph.batch != 1), ("--dynamic", graph.dynamic), ("--no-fuse-preprocess", not graph.fuse_preprocess),
-        ("--no-fuse-argmax", not graph.fuse_argmax), ("--tail host", graph.tail == "host"),
+        ("--no-fuse-argmax", not graph.fuse_argmax), ("--tail host", graph.tail == "host"), ("--crf", graph.crf is not None),
         ("--max-miou-drop", int8.max_miou_drop is not None), ("--class-map", bool(int8.class_map)),
         ("--max-float-layers", int8.max_float_layers is not None)) if value]
     if said:

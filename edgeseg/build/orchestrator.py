@@ -194,6 +194,9 @@ def _plan(request: BuildRequest) -> _Plan:
     name, why = backends.resolve(request.backend)
     backend = ChosenBackend(name, why, backends.build_side(name))
     source = _source_model(request.source, request.graph, name)
+    if request.graph.crf is not None and source.foreign is not None:
+        raise BadInputError("--crf conv is appended to a zoo network's PyTorch module; a foreign ONNX has none",
+                            "build the foreign graph without --crf")
     size = _input_size(request.graph, source)
     graph = request.graph
     export = ExportOptions(size, graph.batch, graph.dynamic, graph.fuse_preprocess, graph.fuse_argmax,
@@ -206,7 +209,8 @@ def _plan(request: BuildRequest) -> _Plan:
         calibration = open_calibration(int8.calib or _shipped_calibration(source), size, int8.calib_size,
                                        graph.batch, int8.val)
     return _Plan(request=request, source=source, backend=backend, size=size,
-                 out=request.destination.directory(source.name, request.precision, name), export=export,
+                 out=request.destination.directory(source.name, request.precision, name,
+                                                  "crf" if request.graph.crf is not None else ""), export=export,
                  calibration=calibration, budget=_budget(request, size, source.num_classes, source.dataset.get("classes")),
                  parity_frames=_parity_frames(source, calibration, size))
 
@@ -257,9 +261,14 @@ def _graph(plan: _Plan, path: Path) -> ExportResult:
     """The deployment graph: a zoo network exported, or a foreign one wrapped and held to its original."""
     foreign, options = plan.source.foreign, plan.export
     if foreign is None:
-        dataset = plan.source.dataset
-        return export_onnx(plan.source.module, path, plan.source.num_classes, dataset["mean"], dataset["std"], options,
+        dataset, module, crf = plan.source.dataset, plan.source.module, plan.request.graph.crf
+        if crf is not None:  # ConvCRF behind the network, in the same graph (edgeseg.models.convcrf)
+            from edgeseg.models.convcrf import CrfNet
+
+            module = CrfNet(module, dataset["mean"], dataset["std"], crf)
+        return export_onnx(module, path, plan.source.num_classes, dataset["mean"], dataset["std"], options,
                            labels=dataset)
+
     from edgeseg.build.onnx_import.steps import write_checked
 
     return write_checked(foreign, path, options, plan.parity_frames)
@@ -346,7 +355,9 @@ def _manifest(plan: _Plan, exported: ExportResult, built: Built, stage: Path, se
         files=hash_files(stage, [ONNX_FILE] + [f for f in built.files if f != ONNX_FILE]),
         build_seconds=round(seconds, 2), created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         command=request.command or " ".join(shlex.quote(a) for a in sys.argv), edgeseg_version=__version__,
-        random_weights=request.source.random_weights, extra=_int8_extra(plan, built))
+        random_weights=request.source.random_weights,
+        extra={**_int8_extra(plan, built), **({"crf": {"kind": "conv", **request.graph.crf.to_dict()}}
+                                              if request.graph.crf is not None else {})})
 
 
 def _model_section(plan: _Plan) -> dict[str, Any]:

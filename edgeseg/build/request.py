@@ -56,6 +56,7 @@ class Graph:
     proposals: int | None = None
     detections: int | None = None
     min_score: float | None = None
+    crf: Any = None  # an edgeseg.models.convcrf.ConvCrfParams: ConvCRF appended to the network (--crf conv)
 
     def refuse_instance_options(self) -> None:
         """For semantic networks: the proposal and detection budget means nothing to them."""
@@ -115,8 +116,9 @@ class Destination:
     engines_dir: str = "engines"
     force: bool = False
 
-    def directory(self, model: str, precision: str, backend: str) -> Path:
-        return Path(self.out or Path(self.engines_dir) / f"{model}-{precision}-{backend}")
+    def directory(self, model: str, precision: str, backend: str, suffix: str = "") -> Path:
+        """--out, or engines_dir/<model>-<precision>-<backend>[-<suffix>] (suffix: "crf" for --crf conv)."""
+        return Path(self.out or Path(self.engines_dir) / f"{model}-{precision}-{backend}{'-' + suffix if suffix else ''}")
 
 
 @dataclass(frozen=True)

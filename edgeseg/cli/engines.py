@@ -83,7 +83,7 @@ def run_build(args: argparse.Namespace) -> int:
         graph=Graph(input_size=args.input_size, batch=args.batch, dynamic=args.dynamic,
                     fuse_preprocess=args.fuse_preprocess, fuse_argmax=args.fuse_argmax, tail=args.tail,
                     exporter=args.exporter, proposals=args.proposals, detections=args.detections,
-                    min_score=args.min_score),
+                    min_score=args.min_score, crf=_crf(args)),
         int8=Int8(calib=args.calib, calib_size=args.calib_size, calib_method=args.calib_method or "entropy",
                   keep_float=tuple(args.keep_float or ()), val=args.val, max_miou_drop=args.max_miou_drop,
                   val_size=args.val_size, max_float_layers=args.max_float_layers, class_map=args.class_map,
@@ -96,7 +96,8 @@ def run_build(args: argparse.Namespace) -> int:
                             "pass --out DIR in a folder you can write to")
     name = Path(args.onnx).stem if args.onnx else args.model
     if args.out or name:  # with only --checkpoint the default name waits for the checkpoint's model
-        check_replaceable(Path(request.destination.directory(name, args.precision, backend)), args.force)
+        check_replaceable(Path(request.destination.directory(name, args.precision, backend,
+                                                             "crf" if args.crf else "")), args.force)
     result = build_engine(request)
     print(result.summary())
     if result.manifest.precision.get("note"):
@@ -131,6 +132,18 @@ _INT8_FLAGS = (("--calib", "calib"), ("--calib-size", "calib_size"), ("--calib-m
                ("--class-map", "class_map"))
 _BACKEND_FLAGS = (("--device", "device", ("openvino",)), ("--dla-core", "dla_core", ("tensorrt",)),
                   ("--workspace", "workspace", ("tensorrt",)), ("--timing-cache", "timing_cache", ("tensorrt",)))
+
+
+def _crf(args):
+    """--crf conv: the ConvCRF parameters (DeepLab v2's kernels; edgeseg.models.convcrf)."""
+    if not args.crf:
+        return None
+    from edgeseg.models.convcrf import ConvCrfParams
+
+    if args.crf_window < 1 or args.crf_window % 2 == 0 or args.crf_downsample < 1 or args.crf_iterations < 1:
+        raise BadInputError(f"--crf-window {args.crf_window}, --crf-downsample {args.crf_downsample}, --crf-iterations "
+                            f"{args.crf_iterations}", "pass an odd window and a downsample and iterations of 1 or more")
+    return ConvCrfParams(window=args.crf_window, downsample=args.crf_downsample, iterations=args.crf_iterations)
 
 
 def _refuse_flags_that_do_not_apply(args: argparse.Namespace, backend: str) -> None:
@@ -302,6 +315,11 @@ def add_commands(sub) -> None:
     p.add_argument("--tail", choices=("auto", "host", "engine"), default="auto",
                    help="where the logits' upsampling and the argmax run: host (the session, boundary cells "
                         "only; auto's choice for onnxruntime and openvino) or engine (in the graph)")
+    p.add_argument("--crf", choices=("conv",), help="append ConvCRF (DeepLab's dense CRF in a local window, mean "
+                   "field in the graph) behind the network; docs/crf.md")
+    p.add_argument("--crf-window", type=int, default=11, help="ConvCRF: neighbour window in cells, odd (default 11)")
+    p.add_argument("--crf-downsample", type=int, default=8, help="ConvCRF: runs at 1/N of the input (default 8)")
+    p.add_argument("--crf-iterations", type=int, default=5, help="ConvCRF: mean-field iterations (default 5)")
     p.add_argument("--device", help="OpenVINO device (CPU, GPU, NPU)")
     p.add_argument("--dla-core", type=int, help="TensorRT: run on this DLA core with GPU fallback (Jetson)")
     p.add_argument("--workspace", type=float, help="TensorRT workspace limit in MiB (default 1024)")

@@ -25,6 +25,8 @@ def run_eval(args: argparse.Namespace) -> int:
         args.class_map = read_class_map(args.class_map)
     if not args.engine and not args.checkpoint:
         args.engine = default_eval_engine(args)
+    if args.crf:
+        return run_eval_crf(args)
     if args.engine:
         return run_eval_engine(args)
 
@@ -60,6 +62,46 @@ def run_eval(args: argparse.Namespace) -> int:
     print(format_table(metrics))
     if args.json:
         data = {**metrics.to_dict(), **({"class_map": class_map.to_dict()} if class_map else {})}
+        write_output(args.json, json.dumps(data, indent=2), args.force)
+    return 0
+
+
+def run_eval_crf(args: argparse.Namespace) -> int:
+    """mIoU with and without the dense CRF (edgeseg.measure.crf), per class, and its time per frame."""
+    from edgeseg.data import parse_spec
+    from edgeseg.measure.crf import CrfParams
+    from edgeseg.measure.crf_eval import checkpoint_scores, crf_report, engine_scores, evaluate_crf, format_crf
+
+    said = [f for f, v in (("--reference", args.reference), ("--tta", args.tta), ("--class-map", args.class_map),
+                           ("--strip", args.strip), ("--save-predictions", args.save_predictions)) if v]
+    if said:
+        raise BadInputError(f"--crf compares the network with itself without the CRF; {', '.join(said)} do not apply",
+                            f"drop {', '.join(said)}")
+    params = CrfParams(args.crf_w1, args.crf_theta_alpha, args.crf_theta_beta, args.crf_w2, args.crf_theta_gamma,
+                       args.crf_iterations)
+    if args.engine:
+        from edgeseg.runtime import load
+
+        session = load(args.engine)
+        scores, size, classes, ignore = engine_scores(session), session.manifest.input.size, \
+            session.manifest.classes, session.manifest.ignore_index
+        size = None if None in size else tuple(size)
+    else:
+        from edgeseg.data.base import DatasetInfo
+        from edgeseg.train.checkpoint import build_from_checkpoint
+        from edgeseg.train.predictor import TorchPredictor
+        from edgeseg.weights import checkpoint_path
+
+        model, payload = build_from_checkpoint(checkpoint_path(args.checkpoint), task="semantic")
+        info = DatasetInfo.from_dict(payload["metadata"]["dataset"])
+        predictor = TorchPredictor(model, info.mean, info.std, size=args.input_size)
+        scores, size, classes, ignore = checkpoint_scores(predictor), args.input_size, info.classes, info.ignore_index
+    dataset = parse_spec(args.data, "val")
+    result, timing = evaluate_crf(scores, size, dataset, classes, ignore, params, args.limit,
+                                  progress=not args.no_progress)
+    print(format_crf(result, timing))
+    if args.json:
+        data = {**result.metrics.to_dict(), "crf": crf_report(result, timing, params)}
         write_output(args.json, json.dumps(data, indent=2), args.force)
     return 0
 
@@ -293,6 +335,20 @@ def _add_eval(sub) -> None:
     p.add_argument("--tta", action="store_true", help="multi-scale (0.5-1.75) + flip inference")
     p.add_argument("--input-size", type=_size_arg, metavar="HxW", help="resize to this size first (default full)")
     p.add_argument("--output-stride", type=int, help="switch the network's output stride (e.g. 8) for inference")
+    crf = p.add_argument_group("dense CRF (DeepLab v1/v2's fully connected CRF; the crf extra)")
+    crf.add_argument("--crf", action="store_true", help="also run the dense CRF over the softmax: mIoU and per-class "
+                     "IoU with and without it, and its ms per frame (a checkpoint, or an engine with logits)")
+    from edgeseg.measure.crf import CrfParams  # numpy only: the parser stays fast
+
+    defaults = CrfParams()
+    for flag, attr, kind, text in (("--crf-w1", "w1", float, "appearance kernel weight"),
+                                   ("--crf-theta-alpha", "theta_alpha", float, "appearance kernel's position std, px"),
+                                   ("--crf-theta-beta", "theta_beta", float, "appearance kernel's colour std, 0-255"),
+                                   ("--crf-w2", "w2", float, "smoothness kernel weight"),
+                                   ("--crf-theta-gamma", "theta_gamma", float, "smoothness kernel's position std, px"),
+                                   ("--crf-iterations", "iterations", int, "mean-field iterations")):
+        crf.add_argument(flag, type=kind, default=getattr(defaults, attr),
+                         help=f"{text} (default {getattr(defaults, attr)}, DeepLab v2's)")
     p.add_argument("--no-progress", action="store_true")
     add_force(p, "existing --json and strip files")
     p.set_defaults(func=run_eval)
