@@ -71,15 +71,22 @@ def test_one_network_run_gives_both_predictors():
         pair.plain(frames[:, ::-1])  # other frames than the refined predictor saw
 
 
-def test_eval_crf_on_an_engine(tmp_path, camvid_root):
+@pytest.fixture(scope="module")
+def crf_engine(tmp_path_factory):
     from fakedata import untrained_checkpoint
 
     from edgeseg.build.orchestrator import BuildRequest, Destination, Source, build_engine
+
+    tmp = tmp_path_factory.mktemp("crf")
+    ckpt = untrained_checkpoint(tmp / "f.pt", "fastscnn", (48, 64))
+    build_engine(BuildRequest(Source(checkpoint=str(ckpt)), backend="onnxruntime", destination=Destination(out=str(tmp / "e"))))
+    return tmp / "e"
+
+
+def test_eval_crf_on_an_engine(crf_engine, tmp_path, camvid_root):
     from edgeseg.cli import main
 
-    ckpt = untrained_checkpoint(tmp_path / "f.pt", "fastscnn", (48, 64))
-    engine = tmp_path / "engine"
-    build_engine(BuildRequest(Source(checkpoint=str(ckpt)), backend="onnxruntime", destination=Destination(out=str(engine))))
+    engine = crf_engine
     out = tmp_path / "crf.json"
     assert main(["eval", "--engine", str(engine), "--data", f"camvid:{camvid_root}:val", "--crf", "--crf-iterations",
                  "3", "--json", str(out), "--no-progress"]) == 0
@@ -146,3 +153,20 @@ def test_a_crf_engine_gets_its_own_default_directory():
 
     assert Destination().directory("fastscnn", "fp32", "onnxruntime", "crf") == Path("engines/fastscnn-fp32-onnxruntime-crf")
     assert Destination(out="x").directory("fastscnn", "fp32", "onnxruntime", "crf") == Path("x")
+
+
+def test_crf_search_picks_the_best_of_the_grid_on_a_held_out_split(crf_engine, tmp_path, camvid_root):
+    from edgeseg.cli import main
+    from edgeseg.measure.crf_eval import SEARCH_GRID
+
+    out = tmp_path / "crf.json"
+    data = f"camvid:{camvid_root}:val"
+    assert main(["eval", "--engine", str(crf_engine), "--data", data, "--crf", "--crf-search", f"camvid:{camvid_root}:train",
+                 "--crf-search-size", "2", "--crf-iterations", "2", "--json", str(out), "--no-progress"]) == 0
+    crf = json.loads(out.read_text())["crf"]
+    grid = crf["search"]["grid"]
+    assert len(grid) == np.prod([len(v) for v in SEARCH_GRID.values()])
+    best = max(grid, key=lambda r: r["miou"])
+    assert {k: crf["params"][k] for k in SEARCH_GRID} == {k: best[k] for k in SEARCH_GRID}
+    assert crf["params"]["iterations"] == 2  # what the search does not cover is kept
+    assert main(["eval", "--engine", str(crf_engine), "--data", data, "--crf", "--crf-search", data]) == 2

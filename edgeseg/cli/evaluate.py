@@ -97,13 +97,36 @@ def run_eval_crf(args: argparse.Namespace) -> int:
         predictor = TorchPredictor(model, info.mean, info.std, size=args.input_size)
         scores, size, classes, ignore = checkpoint_scores(predictor), args.input_size, info.classes, info.ignore_index
     dataset = parse_spec(args.data, "val")
+    search = None
+    if args.crf_search:
+        params, search = _crf_search(args, scores, size, classes, ignore, params)
     result, timing = evaluate_crf(scores, size, dataset, classes, ignore, params, args.limit,
                                   progress=not args.no_progress)
     print(format_crf(result, timing))
     if args.json:
         data = {**result.metrics.to_dict(), "crf": crf_report(result, timing, params)}
+        if search is not None:
+            data["crf"]["search"] = {"data": args.crf_search, "images": args.crf_search_size, "grid": search}
         write_output(args.json, json.dumps(data, indent=2), args.force)
     return 0
+
+
+def _crf_search(args: argparse.Namespace, scores, size, classes, ignore, params):
+    """DeepLab's cross-validation of the CRF's appearance kernel on a held-out split, never the one reported."""
+    from edgeseg.data import parse_spec
+    from edgeseg.measure.crf_eval import search_params
+
+    if args.crf_search == args.data:
+        raise BadInputError(f"--crf-search {args.crf_search} is the split the results are reported on",
+                            "search on a held-out split (e.g. part of train, or a split of your own), never --data")
+    held_out = parse_spec(args.crf_search, "train")
+    best, rows = search_params(scores, size, held_out, classes, ignore, params, args.crf_search_size,
+                               progress=not args.no_progress)
+    print(f"CRF search on {min(args.crf_search_size, len(held_out))} images of {args.crf_search}: "
+          + ", ".join(f"w1 {r['w1']:g} theta_alpha {r['theta_alpha']:g} theta_beta {r['theta_beta']:g}: "
+                      f"{100 * r['miou']:.2f}" for r in sorted(rows, key=lambda r: -r["miou"])[:3]))
+    print(f"best: w1 {best.w1:g}, theta_alpha {best.theta_alpha:g}, theta_beta {best.theta_beta:g}")
+    return best, rows
 
 
 def run_eval_instances(args: argparse.Namespace, model) -> int:
@@ -349,6 +372,9 @@ def _add_eval(sub) -> None:
                                    ("--crf-iterations", "iterations", int, "mean-field iterations")):
         crf.add_argument(flag, type=kind, default=getattr(defaults, attr),
                          help=f"{text} (default {getattr(defaults, attr)}, DeepLab v2's)")
+    crf.add_argument("--crf-search", metavar="SPEC", help="first pick w1, theta_alpha and theta_beta from a grid by "
+                     "mIoU on this held-out split (never --data's), as DeepLab cross-validated them")
+    crf.add_argument("--crf-search-size", type=int, default=20, help="images of --crf-search (default 20)")
     p.add_argument("--no-progress", action="store_true")
     add_force(p, "existing --json and strip files")
     p.set_defaults(func=run_eval)

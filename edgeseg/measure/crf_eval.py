@@ -74,3 +74,39 @@ def format_crf(result: EngineEval, timing: dict) -> str:
     lines.append(f"pixels the CRF changed: {100 * (1 - result.agreement):.2f}%; CRF {timing['crf_ms_per_frame']:.0f} ms "
                  f"a frame (median of {timing['frames']}), network {timing['network_ms_per_frame']:.0f} ms")
     return "\n".join(lines)
+
+
+# DeepLab's cross-validation ranges, coarser: w1 in [3, 6], theta_alpha in [30, 100] (121 for v2), theta_beta in [3, 6]
+SEARCH_GRID = {"w1": (3.0, 4.0, 5.0), "theta_alpha": (50.0, 80.0, 121.0), "theta_beta": (3.0, 5.0, 7.0)}
+
+
+def search_params(scores: Scores, size: tuple[int, int] | None, samples, classes: Sequence[str], ignore_index: int,
+                  base: CrfParams, count: int, progress: bool = False) -> tuple[CrfParams, list[dict]]:
+    """The grid's best (w1, theta_alpha, theta_beta) by mIoU on `count` held-out samples, the rest of `base`
+    kept; the network runs once a sample. Returns (best, every row: the parameters and their mIoU)."""
+    import dataclasses
+    import itertools
+
+    from edgeseg.data.metrics import ConfusionMatrix
+    from edgeseg.measure.crf import dense_crf
+    from edgeseg.progress import progress as bar_for
+    from edgeseg.runtime.frames import resize_labels, resize_to_input
+
+    cached = []
+    for i in range(min(count, len(samples))):
+        sample = samples[i]
+        frame = resize_to_input(sample.image, size)
+        cached.append((frame, np.asarray(scores(frame[None]), np.float32)[0], sample.label))
+    grid = [dict(zip(SEARCH_GRID, values)) for values in itertools.product(*SEARCH_GRID.values())]
+    rows = []
+    with bar_for(total=len(grid), desc="crf search", unit="config", disable=not progress, leave=False) as bar:
+        for values in grid:
+            params = dataclasses.replace(base, **values)
+            matrix = ConfusionMatrix(len(classes), ignore_index)
+            for frame, probs, label in cached:
+                matrix.update(label, resize_labels(dense_crf(probs, frame, params).argmax(0).astype(np.uint8),
+                                                   label.shape[:2]))
+            rows.append({**values, "miou": matrix.compute(list(classes)).miou})
+            bar.update(1)
+    best = max(rows, key=lambda r: r["miou"])
+    return dataclasses.replace(base, **{k: best[k] for k in SEARCH_GRID}), rows
