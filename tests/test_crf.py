@@ -95,6 +95,13 @@ def test_eval_crf_on_an_engine(crf_engine, tmp_path, camvid_root):
     assert crf["gain_points"] == pytest.approx(100 * (crf["miou_with"] - crf["miou_without"]), abs=1e-3)
     assert set(crf["per_class_gain_points"]) >= {"pole", "sign", "pedestrian", "bicyclist"}
     assert main(["eval", "--engine", str(engine), "--data", f"camvid:{camvid_root}:val", "--crf", "--tta"]) == 2
+    data = json.loads(out.read_text())
+    assert data["miou"] == crf["miou_without"]  # the network's own mIoU on top, the CRF's in its section
+    bench = tmp_path / "bench.json"  # edgeseg report shows the CRF's mIoU and cost beside the engine's
+    assert main(["bench", str(engine), "--data", f"camvid:{camvid_root}:val", "--iterations", "5", "--warmup", "1",
+                 "--json", str(bench), "--no-progress"]) == 0
+    assert main(["report", str(bench), "--eval", str(out), "--markdown", str(tmp_path / "r.md")]) == 0
+    assert f"dense CRF {100 * crf['miou_with']:.2f}" in (tmp_path / "r.md").read_text()
 
 
 def test_softmax_is_a_distribution():

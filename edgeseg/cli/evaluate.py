@@ -75,7 +75,7 @@ def run_eval_crf(args: argparse.Namespace) -> int:
     said = [f for f, v in (("--reference", args.reference), ("--tta", args.tta), ("--class-map", args.class_map),
                            ("--strip", args.strip), ("--save-predictions", args.save_predictions)) if v]
     if said:
-        raise BadInputError(f"--crf compares the network with itself without the CRF; {', '.join(said)} do not apply",
+        raise BadInputError(f"--crf compares the network with itself without the CRF; it takes no {', '.join(said)}",
                             f"drop {', '.join(said)}")
     params = CrfParams(args.crf_w1, args.crf_theta_alpha, args.crf_theta_beta, args.crf_w2, args.crf_theta_gamma,
                        args.crf_iterations)
@@ -104,7 +104,7 @@ def run_eval_crf(args: argparse.Namespace) -> int:
                                   progress=not args.no_progress)
     print(format_crf(result, timing))
     if args.json:
-        data = {**result.metrics.to_dict(), "crf": crf_report(result, timing, params)}
+        data = {**result.reference.to_dict(), "crf": crf_report(result, timing, params)}  # the network's own, then the CRF's
         if search is not None:
             data["crf"]["search"] = {"data": args.crf_search, "images": args.crf_search_size, "grid": search}
         write_output(args.json, json.dumps(data, indent=2), args.force)

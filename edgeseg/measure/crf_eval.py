@@ -58,6 +58,7 @@ def crf_report(result: EngineEval, timing: dict, params: CrfParams) -> dict:
             else round(100 * (with_crf.per_class_iou[name] - without.per_class_iou[name]), 3)
             for name in with_crf.per_class_iou}
     return {"params": params.to_dict(), "miou_without": without.miou, "miou_with": with_crf.miou,
+            "per_class_iou_with": with_crf.per_class_iou,
             "gain_points": round(100 * (with_crf.miou - without.miou), 3), "per_class_gain_points": gain,
             "pixels_changed": 1 - result.agreement, **timing}
 

@@ -70,6 +70,9 @@ def table_cells(row: Row) -> list[str]:
     stage = [_f(st[s]["mean"]) if st else "-" for s in STAGES]
     size = None if r.artifact_bytes is None else r.artifact_bytes / 2**20
     acc = "-" if row.miou is None else f"{row.miou:.2f}" + ("" if row.drop is None else f" (drop {row.drop:.2f})")
+    crf = (row.evaluation or {}).get("crf")
+    if isinstance(crf, dict) and crf.get("miou_with") is not None:  # edgeseg eval --crf: the dense CRF's column
+        acc += f"; dense CRF {100 * crf['miou_with']:.2f} (+{_f(crf.get('crf_ms_per_frame'), '.0f')} ms)"
     name = row.label + (" (random weights)" if r.random_weights else "") + (
         " [instances]" if r.engine in row.run.context.get("instance_engines", ()) else "")  # bench.INSTANCE_ENGINES
     return [name, r.backend, _precision(r), _f(lat["p50"]), _f(lat["p90"]), _f(lat["p99"]),
