@@ -127,14 +127,18 @@ def test_an_engine_without_scores_is_refused(tmp_path):
 
 @pytest.mark.slow  # two ConvCRF builds and a stream (~40 s)
 def test_convcrf_engine_builds_runs_and_streams(tmp_path):
-    """`edgeseg build --crf conv` on ONNX Runtime and OpenVINO: the CRF is in the graph, the torch module and both
-    runtimes agree, the manifest says so, and `edgeseg stream` runs the engine unchanged."""
+    """`edgeseg build --crf conv` on ONNX Runtime and OpenVINO: the CRF is in the graph and gives the PyTorch
+    module's labels, the manifest says so, and `edgeseg stream` runs the engine unchanged."""
     from fakedata import untrained_checkpoint
 
     from edgeseg import backends
     from edgeseg.cli import main
     from edgeseg.data.synthetic import write_road_video
     from edgeseg.manifest import read_manifest
+    from edgeseg.models.convcrf import ConvCrfParams, CrfNet
+    from edgeseg.runtime import load
+    from edgeseg.train.checkpoint import build_from_checkpoint
+    from edgeseg.train.predictor import TorchPredictor
 
     ckpt = untrained_checkpoint(tmp_path / "f.pt", "fastscnn", (64, 96))
     for backend in [b for b in ("onnxruntime", "openvino") if backends.availability(b).ok]:
@@ -145,6 +149,14 @@ def test_convcrf_engine_builds_runs_and_streams(tmp_path):
         assert m.extra["crf"] == {"kind": "conv", "window": 5, "downsample": 4, "iterations": 3, "w1": 4.0,
                                   "theta_alpha": 121.0, "theta_beta": 5.0, "w2": 3.0, "theta_gamma": 3.0}
         assert m.output.kind == "lowres-logits" and tuple(m.output.shape) == (1, 11, 16, 24)  # the CRF's 1/4
+        with load(out) as session:  # the engine against CrfNet in PyTorch on the same frames
+            frames = np.random.default_rng(0).integers(0, 256, (1, 64, 96, 3), dtype=np.uint8)
+            engine_labels = session.infer(frames)
+        model, payload = build_from_checkpoint(ckpt)
+        info = payload["metadata"]["dataset"]
+        crfnet = CrfNet(model, info["mean"], info["std"], ConvCrfParams(window=5, downsample=4, iterations=3))
+        torch_labels = TorchPredictor(crfnet, info["mean"], info["std"])(frames)
+        assert np.mean(engine_labels == torch_labels) > 0.999
     video = tmp_path / "road.mp4"
     write_road_video(video, frames=8, size=(64, 96))
     assert main(["stream", "--engine", str(tmp_path / "onnxruntime"), "--video", str(video), "--max-frames", "8",
@@ -177,3 +189,22 @@ def test_crf_search_picks_the_best_of_the_grid_on_a_held_out_split(crf_engine, t
     assert {k: crf["params"][k] for k in SEARCH_GRID} == {k: best[k] for k in SEARCH_GRID}
     assert crf["params"]["iterations"] == 2  # what the search does not cover is kept
     assert main(["eval", "--engine", str(crf_engine), "--data", data, "--crf", "--crf-search", data]) == 2
+    # the same split spelt differently is the same images: refused by what it holds, not by its spelling
+    assert main(["eval", "--engine", str(crf_engine), "--data", data, "--crf", "--crf-search",
+                 f"camvid:{camvid_root}/:val"]) == 2
+    assert main(["eval", "--engine", str(crf_engine), "--data", data, "--crf", "--crf-search", data,
+                 "--crf-search-size", "0"]) == 2
+
+
+def test_int8_convcrf_is_refused_where_the_quantizer_would_quantize_it():
+    from edgeseg.build.request import Graph
+    from edgeseg.errors import BadInputError
+    from edgeseg.models.convcrf import ConvCrfParams
+
+    graph = Graph(crf=ConvCrfParams())
+    graph.check_crf("int8", "onnxruntime", foreign=False)
+    graph.check_crf("fp32", "openvino", foreign=False)
+    with pytest.raises(BadInputError, match="onnxruntime only"):
+        graph.check_crf("int8", "openvino", foreign=False)
+    with pytest.raises(BadInputError, match="foreign ONNX"):
+        graph.check_crf("fp32", "onnxruntime", foreign=True)

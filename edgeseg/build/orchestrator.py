@@ -194,9 +194,7 @@ def _plan(request: BuildRequest) -> _Plan:
     name, why = backends.resolve(request.backend)
     backend = ChosenBackend(name, why, backends.build_side(name))
     source = _source_model(request.source, request.graph, name)
-    if request.graph.crf is not None and source.foreign is not None:
-        raise BadInputError("--crf conv is appended to a zoo network's PyTorch module; a foreign ONNX has none",
-                            "build the foreign graph without --crf")
+    request.graph.check_crf(request.precision, name, source.foreign is not None)
     size = _input_size(request.graph, source)
     graph = request.graph
     export = ExportOptions(size, graph.batch, graph.dynamic, graph.fuse_preprocess, graph.fuse_argmax,

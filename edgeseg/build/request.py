@@ -58,6 +58,18 @@ class Graph:
     min_score: float | None = None
     crf: Any = None  # an edgeseg.models.convcrf.ConvCrfParams: ConvCRF appended to the network (--crf conv)
 
+    def check_crf(self, precision: str, backend: str, foreign: bool) -> None:
+        """--crf conv: a zoo network's module to append it to; INT8 only where the quantizer leaves it in float."""
+        if self.crf is None:
+            return
+        if foreign:
+            raise BadInputError("--crf conv is appended to a zoo network's PyTorch module; a foreign ONNX has none",
+                                "build the foreign graph without --crf")
+        if precision == "int8" and backend != "onnxruntime":
+            raise BadInputError(f"--crf conv with --precision int8 is built for onnxruntime only: {backend}'s quantizer "
+                                "would quantize the CRF's marginals",
+                                "build --crf conv INT8 with --backend onnxruntime, or FP32/FP16")
+
     def refuse_instance_options(self) -> None:
         """For semantic networks: the proposal and detection budget means nothing to them."""
         said = [flag for flag, value in (("--proposals", self.proposals), ("--detections", self.detections),

@@ -135,7 +135,7 @@ _BACKEND_FLAGS = (("--device", "device", ("openvino",)), ("--dla-core", "dla_cor
 
 
 def _crf(args):
-    """--crf conv: the ConvCRF parameters (DeepLab v2's kernels; edgeseg.models.convcrf)."""
+    """--crf conv: the ConvCRF parameters (the dense CRF's kernels; edgeseg.models.convcrf)."""
     if not args.crf:
         return None
     from edgeseg.models.convcrf import ConvCrfParams

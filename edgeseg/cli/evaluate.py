@@ -99,34 +99,38 @@ def run_eval_crf(args: argparse.Namespace) -> int:
     dataset = parse_spec(args.data, "val")
     search = None
     if args.crf_search:
-        params, search = _crf_search(args, scores, size, classes, ignore, params)
+        params, search, used = _crf_search(args, scores, size, classes, ignore, params, dataset)
     result, timing = evaluate_crf(scores, size, dataset, classes, ignore, params, args.limit,
                                   progress=not args.no_progress)
     print(format_crf(result, timing))
     if args.json:
         data = {**result.reference.to_dict(), "crf": crf_report(result, timing, params)}  # the network's own, then the CRF's
         if search is not None:
-            data["crf"]["search"] = {"data": args.crf_search, "images": args.crf_search_size, "grid": search}
+            data["crf"]["search"] = {"data": args.crf_search, "images": used, "grid": search}
         write_output(args.json, json.dumps(data, indent=2), args.force)
     return 0
 
 
-def _crf_search(args: argparse.Namespace, scores, size, classes, ignore, params):
+def _crf_search(args: argparse.Namespace, scores, size, classes, ignore, params, reported):
     """DeepLab's cross-validation of the CRF's appearance kernel on a held-out split, never the one reported."""
     from edgeseg.data import parse_spec
     from edgeseg.measure.crf_eval import search_params
 
-    if args.crf_search == args.data:
-        raise BadInputError(f"--crf-search {args.crf_search} is the split the results are reported on",
-                            "search on a held-out split (e.g. part of train, or a split of your own), never --data")
+    if args.crf_search_size < 1:
+        raise BadInputError(f"--crf-search-size {args.crf_search_size} searches on nothing", "pass 1 or more images")
     held_out = parse_spec(args.crf_search, "train")
-    best, rows = search_params(scores, size, held_out, classes, ignore, params, args.crf_search_size,
-                               progress=not args.no_progress)
-    print(f"CRF search on {min(args.crf_search_size, len(held_out))} images of {args.crf_search}: "
+    used = min(args.crf_search_size, len(held_out))
+    shared = sorted(set(held_out.image_names()[:used]) & set(reported.image_names()))
+    if shared:
+        raise BadInputError(f"--crf-search {args.crf_search} holds {len(shared)} of the images the results are "
+                            f"reported on ({args.data}; e.g. {shared[0]})",
+                            "search on a held-out split (e.g. part of train, or a split of your own), never --data's")
+    best, rows = search_params(scores, size, held_out, classes, ignore, params, used, progress=not args.no_progress)
+    print(f"CRF search on {used} images of {args.crf_search}: "
           + ", ".join(f"w1 {r['w1']:g} theta_alpha {r['theta_alpha']:g} theta_beta {r['theta_beta']:g}: "
                       f"{100 * r['miou']:.2f}" for r in sorted(rows, key=lambda r: -r["miou"])[:3]))
     print(f"best: w1 {best.w1:g}, theta_alpha {best.theta_alpha:g}, theta_beta {best.theta_beta:g}")
-    return best, rows
+    return best, rows, used
 
 
 def run_eval_instances(args: argparse.Namespace, model) -> int:
@@ -371,7 +375,7 @@ def _add_eval(sub) -> None:
                                    ("--crf-theta-gamma", "theta_gamma", float, "smoothness kernel's position std, px"),
                                    ("--crf-iterations", "iterations", int, "mean-field iterations")):
         crf.add_argument(flag, type=kind, default=getattr(defaults, attr),
-                         help=f"{text} (default {getattr(defaults, attr)}, DeepLab v2's)")
+                         help=f"{text} (default {getattr(defaults, attr)}, DeepLab's VOC value)")
     crf.add_argument("--crf-search", metavar="SPEC", help="first pick w1, theta_alpha and theta_beta from a grid by "
                      "mIoU on this held-out split (never --data's), as DeepLab cross-validated them")
     crf.add_argument("--crf-search-size", type=int, default=20, help="images of --crf-search (default 20)")

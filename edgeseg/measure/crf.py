@@ -31,9 +31,9 @@ CRF_EXTRA = "pip install 'edgeseg[crf]' (pydensecrf2, built from source: needs a
 
 @dataclass(frozen=True)
 class CrfParams:
-    """DeepLab v2's published values for VOC (bi_w 4, bi_xy_std 121, bi_rgb_std 5, pos_w 3, pos_xy_std 3,
-    10 iterations); theta_alpha and theta_gamma in pixels of the frame the CRF runs on, theta_beta in 0-255
-    colour units."""
+    """DeepLab's published VOC values for its VGG-16 LargeFOV model (bi_w 4, bi_xy_std 121, bi_rgb_std 5, pos_w 3,
+    pos_xy_std 3, 10 iterations; its ResNet-101 v2 used 4 / 67 / 3 and pos_xy_std 1); theta_alpha and theta_gamma
+    in pixels of the frame the CRF runs on, theta_beta in 0-255 colour units."""
 
     w1: float = 4.0  # appearance (bilateral) kernel weight
     theta_alpha: float = 121.0

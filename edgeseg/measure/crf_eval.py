@@ -93,6 +93,8 @@ def search_params(scores: Scores, size: tuple[int, int] | None, samples, classes
     from edgeseg.progress import progress as bar_for
     from edgeseg.runtime.frames import resize_labels, resize_to_input
 
+    info = getattr(samples, "info", None)  # the labels' own void, as evaluate scores them
+    ignore_index = getattr(info, "ignore_index", ignore_index)
     cached = []
     for i in range(min(count, len(samples))):
         sample = samples[i]

@@ -7,12 +7,14 @@ w2 * exp(-|p_i - p_j|^2 / 2 theta_gamma^2), symmetric normalization, self includ
 with j limited to the window around i. It runs at 1/`downsample` of the input (frames and scores
 average-pooled), where the window reaches far: 11x11 cells at 1/8 are 88x88 pixels; theta_alpha and
 theta_gamma stay in input pixels. All neighbours come from one Gather of the zero-padded scores (no
-convolution, so INT8 quantizers leave the CRF in float); the appearance weights are computed once per
-frame from the colours.
+convolution: ONNX Runtime's INT8 build keeps everything after the network's last convolution in float); the
+appearance weights are computed once per frame from the colours.
 
 `CrfNet` appends it to a zoo network for `edgeseg build --crf conv`: the network's logits and the frame
-recovered from the normalized input go in, the CRF's marginals upsampled to the input size come out, and the
-export ends it like any network (argmax fused, or the upsampling and argmax on the host).
+recovered from the normalized input go in, the CRF's log-marginals upsampled to the input size come out (logits
+in every sense downstream: a softmax of them is the marginals), and the export ends it like any network
+(argmax fused, or the upsampling and argmax on the host). As in pydensecrf, each pixel's kernel includes itself;
+at 1/8 the smoothness kernel (theta_gamma 3 px) is then mostly that self term.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ class ConvCrfParams:
     window: int = 11  # k: neighbours within k // 2 cells each way
     downsample: int = 8  # the CRF runs at 1/downsample of the input
     iterations: int = 5
-    w1: float = 4.0  # DeepLab v2's kernel weights and widths (edgeseg.measure.crf.CrfParams)
+    w1: float = 4.0  # the dense CRF's kernel weights and widths (edgeseg.measure.crf.CrfParams)
     theta_alpha: float = 121.0  # input pixels
     theta_beta: float = 5.0  # 0-255 colour units
     w2: float = 3.0
@@ -41,7 +43,7 @@ class ConvCrfParams:
 
 
 class ConvCRF(nn.Module):
-    """(N, C, h, w) logits and the (N, 3, h, w) RGB frame in 0..255 at the same size -> (N, C, h, w) marginals."""
+    """(N, C, h, w) logits and the (N, 3, h, w) RGB frame in 0..255 at the same size -> (N, C, h, w) log-marginals."""
 
     def __init__(self, params: ConvCrfParams = ConvCrfParams()) -> None:
         super().__init__()
@@ -71,9 +73,12 @@ class ConvCRF(nn.Module):
                    + p.w2 * norm_s * smooth * self._shifts(norm_s, index)[:, 0]).unsqueeze(1)  # (N, 1, K, h, w)
         unary = F.log_softmax(logits, 1)
         q = unary.exp()
-        for _ in range(p.iterations):
-            q = F.softmax(unary + (weights * self._shifts(q, index)).sum(2), 1)
-        return q
+        for step in range(p.iterations):
+            energy = unary + (weights * self._shifts(q, index)).sum(2)
+            if step == p.iterations - 1:  # the log-marginals: logits in every sense downstream (softmax gives q)
+                return F.log_softmax(energy, 1)
+            q = F.softmax(energy, 1)
+        return unary
 
     def _neighbours(self, h: int, w: int, device) -> torch.Tensor:
         """Indices into the flattened zero-padded (h + 2r) x (w + 2r) plane of every pixel's neighbour at every
@@ -95,7 +100,7 @@ class ConvCRF(nn.Module):
 
 
 class CrfNet(nn.Module):
-    """A zoo network with ConvCRF behind it: normalized (N, 3, H, W) in, CRF marginals at (H, W) out."""
+    """A zoo network with ConvCRF behind it: normalized (N, 3, H, W) in, CRF log-marginals at (H, W) out."""
 
     def __init__(self, network: nn.Module, mean: Sequence[float], std: Sequence[float],
                  params: ConvCrfParams = ConvCrfParams()) -> None:
