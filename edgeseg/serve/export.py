@@ -15,7 +15,7 @@ import re
 import shutil
 import sys
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -64,11 +64,6 @@ class ServeExport:
     parity: dict
     config: dict = field(default_factory=dict)
     signature: dict = field(default_factory=dict)  # the served graph's inputs and outputs
-
-    def to_json(self) -> str:
-        data = asdict(self)
-        data.update(out=str(self.out), model_dir=str(self.model_dir))
-        return json.dumps(data, indent=2) + "\n"
 
 
 def export(request: ServeRequest) -> ServeExport:

@@ -75,7 +75,7 @@ def served_labels(served: ServedModel, manifest: Manifest, runtime: str, frames:
     feed_name = manifest.input.name
     outputs = []
     for batch in batches(frames, manifest.input.shape[0]):
-        outputs.append(labels_of(run({feed_name: _feed(batch, manifest, served)})[0], served.kind, batch.shape[1:3]))
+        outputs.append(labels_of(run({feed_name: _feed(batch, manifest)})[0], served.kind, batch.shape[1:3]))
     return np.concatenate(outputs)
 
 
@@ -114,17 +114,17 @@ def rewrite_agreement(src: Path, variant: Path, manifest: Manifest, kind: str, f
 
     same = []
     for batch in batches(frames, manifest.input.shape[0]):
-        original = _feed(batch, manifest, None)
+        original = _feed(batch, manifest)
         fed = original.astype(np.float32)
         if manifest.input.preprocess != "fused" and std_in_graph:
-            fed = _feed(batch, manifest, None, std=(1.0, 1.0, 1.0))
+            fed = _feed(batch, manifest, std=(1.0, 1.0, 1.0))
         ref, out = run(src, original), run(variant, fed)
         ref = labels_of(ref, manifest.output.kind if kind == "labels" else "probs", batch.shape[1:3])
         same.append(labels_of(out, kind, batch.shape[1:3]) == ref)
     return float(np.mean(np.concatenate(same)))
 
 
-def _feed(batch: np.ndarray, manifest: Manifest, served: ServedModel | None, std=None) -> np.ndarray:
+def _feed(batch: np.ndarray, manifest: Manifest, std=None) -> np.ndarray:
     if manifest.input.preprocess == "fused":
         return batch
     from edgeseg.runtime.session import normalize
