@@ -78,10 +78,10 @@ def exact_dense_crf(probs: np.ndarray, image_bgr: np.ndarray, params: CrfParams 
     kernels = [(params.w2, _gaussian(pos / params.theta_gamma)),
                (params.w1, _gaussian(np.concatenate([pos / params.theta_alpha, rgb / params.theta_beta], 1)))]
     u = unary(probs).reshape(c, -1).astype(np.float64)
-    q = _softmax(-u)
+    q = softmax(-u, axis=0)
     for _ in range(params.iterations):
         message = sum(weight * (q @ kernel) for weight, kernel in kernels)
-        q = _softmax(-u + message)
+        q = softmax(-u + message, axis=0)
     return q.reshape(c, h, w).astype(np.float32)
 
 
@@ -90,11 +90,6 @@ def _gaussian(features: np.ndarray) -> np.ndarray:
     k = np.exp(-0.5 * np.maximum(sq[:, None] + sq[None, :] - 2 * features @ features.T, 0))
     norm = 1.0 / np.sqrt(k.sum(1))
     return norm[:, None] * k * norm[None, :]
-
-
-def _softmax(x: np.ndarray) -> np.ndarray:
-    e = np.exp(x - x.max(0, keepdims=True))
-    return e / e.sum(0, keepdims=True)
 
 
 def softmax(logits: np.ndarray, axis: int = 1) -> np.ndarray:

@@ -28,7 +28,6 @@ DEEPSTREAM_LABEL_TYPES = ("int32", "int8")  # the integer types nvinfer binds (N
 class ServedModel:
     folder: Path
     graph: str  # the file the server opens, inside `folder`
-    files: list[str]  # every file written, the graph first
     source: str  # the engine file it came from
     kind: str  # what it returns: labels, logits, lowres-logits, probs (softmax scores), instances
     client_tail: str = ""  # what the client must still do with the output, "" when nothing
@@ -65,7 +64,7 @@ def write_served(manifest: Manifest, root: Path, folder: Path, graph: str, targe
     source, note = half.served_graph(manifest, target)
     src, dst = root / source, folder / graph
     folder.mkdir(parents=True, exist_ok=True)
-    served = ServedModel(folder, graph, [], source, manifest.output.kind, notes=[note] if note else [])
+    served = ServedModel(folder, graph, source, manifest.output.kind, notes=[note] if note else [])
     fmt = graph_format(src)
     frames = manifest.input.name
     if tail:
@@ -74,13 +73,12 @@ def write_served(manifest: Manifest, root: Path, folder: Path, graph: str, targe
                                "output cannot get the upsampling and argmax appended after the build",
                                "rebuild with `edgeseg build ... --tail engine`, or export with --tail client "
                                "(the client upsamples and takes the argmax)")
-        written = fmt.append_tail(src, dst, frames, manifest.input.layout, len(manifest.classes))
+        fmt.append_tail(src, dst, frames, manifest.input.layout, len(manifest.classes))
         served.kind, served.variant = "labels", "the host tail appended: bilinear upsampling (half-pixel) + argmax"
     else:
-        written = fmt.copy_graph(src, dst)
+        fmt.copy_graph(src, dst)
         if served.kind == LOWRES:
             served.client_tail = client_tail_text(manifest)
-    served.files = [Path(p).relative_to(folder).as_posix() for p in written]
     served.signature = read_signature(served.path, manifest, root)
     return served
 
@@ -92,7 +90,7 @@ def write_deepstream_graph(manifest: Manifest, root: Path, folder: Path, graph: 
     Returns the served model and nvinfer's network-mode."""
     half = serve_side(manifest.backend["name"])
     source, mode, note = half.deepstream_graph(manifest)
-    served = ServedModel(folder, graph, [graph], source, manifest.output.kind, notes=[note] if note else [])
+    served = ServedModel(folder, graph, source, manifest.output.kind, notes=[note] if note else [])
     folder.mkdir(parents=True, exist_ok=True)
     current = root / source
     steps = []
@@ -126,14 +124,12 @@ class _Onnx:
     signature = staticmethod(onnx_graph.signature)
 
     @staticmethod
-    def append_tail(src: Path, dst: Path, frames: str, layout: str, classes: int) -> list[Path]:
+    def append_tail(src: Path, dst: Path, frames: str, layout: str, classes: int) -> None:
         onnx_graph.append_tail(src, dst, frames, layout, classes)
-        return [dst]
 
     @staticmethod
-    def copy_graph(src: Path, dst: Path) -> list[Path]:
+    def copy_graph(src: Path, dst: Path) -> None:
         shutil.copyfile(src, dst)
-        return [dst]
 
 
 def graph_format(path: Path):

@@ -54,10 +54,9 @@ def deepstream_graph(manifest: Manifest) -> tuple[str, int, str]:
     return float_graph(manifest, "an OpenVINO IR quantized by NNCF")
 
 
-def copy_graph(src: Path, dst: Path) -> list[Path]:
+def copy_graph(src: Path, dst: Path) -> None:
     shutil.copyfile(src, dst)
     shutil.copyfile(src.with_suffix(".bin"), dst.with_suffix(".bin"))
-    return [dst, dst.with_suffix(".bin")]
 
 
 def signature(xml: Path) -> Signature:
@@ -72,7 +71,7 @@ def _tensor(port) -> Tensor:
     return Tensor(port.get_any_name(), np.dtype(port.get_element_type().to_dtype()).name, shape)
 
 
-def append_tail(src: Path, dst: Path, frames: str, layout: str, classes: int) -> list[Path]:
+def append_tail(src: Path, dst: Path, frames: str, layout: str, classes: int) -> None:
     """The IR's single (N, C, h, w) output -> (N, H, W) class ids at the size of input `frames`."""
     import openvino as ov
     import openvino.opset11 as ops11
@@ -95,7 +94,6 @@ def append_tail(src: Path, dst: Path, frames: str, layout: str, classes: int) ->
     labels.output(0).set_names({LABELS})
     ov.save_model(ov.Model([ops.result(labels)], model.get_parameters(), model.get_friendly_name()), str(dst),
                   compress_to_fp16=False)
-    return [dst, dst.with_suffix(".bin")]
 
 
 def runner(path: Path, hint: str | None = None):

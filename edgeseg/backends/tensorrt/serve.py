@@ -48,13 +48,12 @@ def deepstream_graph(manifest: Manifest) -> tuple[str, int, str]:
     return manifest.onnx["file"], {"fp32": 0, "fp16": 2}[requested], ""
 
 
-def copy_graph(src: Path, dst: Path) -> list[Path]:
+def copy_graph(src: Path, dst: Path) -> None:
     shutil.copyfile(src, dst)
-    return [dst]
 
 
-def plan_signature(plan: Path) -> Signature | None:
-    """The plan's I/O tensors and each input's profile maximum, or None where TensorRT cannot run."""
+def _deserialized(plan: Path):
+    """(tensorrt, the plan's engine), or None where TensorRT cannot run or read it."""
     try:
         import tensorrt as trt
     except ImportError:
@@ -63,8 +62,15 @@ def plan_signature(plan: Path) -> Signature | None:
 
     init_plugins(trt)
     engine = trt.Runtime(Logger(trt)).deserialize_cuda_engine(plan.read_bytes())
-    if engine is None:
+    return None if engine is None else (trt, engine)
+
+
+def plan_signature(plan: Path) -> Signature | None:
+    """The plan's I/O tensors, or None where TensorRT cannot run."""
+    found = _deserialized(plan)
+    if found is None:
         return None
+    trt, engine = found
     inputs, outputs = [], []
     for i in range(engine.num_io_tensors):
         name = engine.get_tensor_name(i)
@@ -80,15 +86,11 @@ def profile_max_batch(plan: Path, manifest: Manifest) -> int | None:
     recorded = manifest.backend.get("options", {}).get("max_batch")
     if recorded:
         return int(recorded)
-    try:
-        import tensorrt as trt
-    except ImportError:
+    found = _deserialized(plan)
+    if found is None:
         return None
-    from edgeseg.backends.tensorrt.session import Logger, init_plugins
-
-    init_plugins(trt)
-    engine = trt.Runtime(Logger(trt)).deserialize_cuda_engine(plan.read_bytes())
-    for i in range(engine.num_io_tensors if engine is not None else 0):
+    trt, engine = found
+    for i in range(engine.num_io_tensors):
         name = engine.get_tensor_name(i)
         if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
             return int(engine.get_tensor_profile_shape(name, 0)[2][0])
